@@ -1,0 +1,12 @@
+//! idgate: a SIP service that identifies callers with a strong eID push before they reach a
+//! contact center's agents. See `ARCHITECTURE.md` for the module map.
+
+pub mod api;
+pub mod call;
+pub mod config;
+pub mod flow;
+pub mod identity;
+pub mod media;
+pub mod sip;
+pub mod store;
+pub mod verify;

@@ -1,0 +1,56 @@
+//! Media: SDP offer/answer, G.711, RTP, prompt playout, RFC 4733 DTMF, and the RTP relay for
+//! bridged calls.
+
+/// The prompts idgate can play. Each has a bundled recording (`assets/prompts/`), replaceable
+/// by the user's own WAV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PromptId {
+    /// "Welcome. We will identify you before you speak to an agent."
+    Greeting,
+    /// "We have sent an identification request: open the app and confirm that you called us."
+    PushSent,
+    /// "Confirm in the app that you are in a call with us."
+    ConfirmInApp,
+    /// "Type your 12-digit personal identity number, then hash."
+    EnterNumber,
+    /// "That number is not valid."
+    InvalidNumber,
+    /// "You are verified. Connecting you to an agent."
+    Verified,
+    /// "We could not verify you. Connecting you to an agent."
+    NotVerified,
+    /// "All agents are busy. Please call again later."
+    AllBusy,
+    /// "Something went wrong. Please call again later."
+    Error,
+}
+
+impl PromptId {
+    /// Every prompt.
+    pub const ALL: [PromptId; 9] = [
+        PromptId::Greeting,
+        PromptId::PushSent,
+        PromptId::ConfirmInApp,
+        PromptId::EnterNumber,
+        PromptId::InvalidNumber,
+        PromptId::Verified,
+        PromptId::NotVerified,
+        PromptId::AllBusy,
+        PromptId::Error,
+    ];
+
+    /// The file stem of the prompt (`assets/prompts/<lang>/<stem>.wav`).
+    pub fn stem(self) -> &'static str {
+        match self {
+            PromptId::Greeting => "greeting",
+            PromptId::PushSent => "push-sent",
+            PromptId::ConfirmInApp => "confirm-in-app",
+            PromptId::EnterNumber => "enter-number",
+            PromptId::InvalidNumber => "invalid-number",
+            PromptId::Verified => "verified",
+            PromptId::NotVerified => "not-verified",
+            PromptId::AllBusy => "all-busy",
+            PromptId::Error => "error",
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Identity providers behind one trait (the simulator now; BankID, Freja and the company app
+//! later), and the customer directory.
+
+pub mod simulator;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::identity::{E164, Method, PersonalNumber, Reason, VerifiedPerson};
+
+/// Whom a push is addressed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A person by personal identity number (BankID phone/auth, Freja by SSN).
+    Person(PersonalNumber),
+    /// A person by the phone number they called from (Freja `userInfoType: PHONE`, simulator).
+    Phone(E164),
+}
+
+/// One verification order to start.
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    /// idgate's call id (for audit and the provider's non-visible data).
+    pub call_id: Uuid,
+    /// Whom to push to.
+    pub subject: Subject,
+}
+
+/// What the provider says while the order is pending (drives the prompts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// The order exists; the app has not picked it up yet (`outstandingTransaction`, `noClient`).
+    Sent,
+    /// The user opened the app (`started`).
+    Started,
+    /// The app asks the user to confirm they are in a call with us (`userCallConfirm`).
+    CallConfirm,
+    /// The user is being asked for their PIN or face (`userSign`, `userMrtd`).
+    Signing,
+}
+
+/// How an order ended without a verified person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The person cancelled in the app.
+    #[error("the person declined in the app")]
+    Declined,
+    /// The person said they are not in a call with us (fraud signal).
+    #[error("the person said they are not in a call with us")]
+    NotInCall,
+    /// The order expired.
+    #[error("the order expired")]
+    Timeout,
+    /// The provider refused because of rate limits or a concurrent order.
+    #[error("rate limited")]
+    RateLimited,
+    /// The provider failed or could not be reached; the detail is for logs, never personal data.
+    #[error("provider error: {0}")]
+    Provider(String),
+}
+
+impl Failure {
+    /// The `X-Identity-Reason` this failure is reported as.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Failure::Declined => Reason::Declined,
+            Failure::NotInCall => Reason::NotInCall,
+            Failure::Timeout => Reason::Timeout,
+            Failure::RateLimited => Reason::RateLimited,
+            Failure::Provider(_) => Reason::ProviderError,
+        }
+    }
+}
+
+/// A progress report from a running order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyUpdate {
+    /// Still pending.
+    Pending(Hint),
+    /// Completed: the provider vouches for this person.
+    Complete(VerifiedPerson),
+    /// Ended without a verified person.
+    Failed(Failure),
+}
+
+/// A running order: its updates, and a way to cancel it. Dropping the handle cancels the order.
+#[derive(Debug)]
+pub struct Verification {
+    /// Updates, ending with `Complete` or `Failed` (or closing if cancelled).
+    pub updates: mpsc::Receiver<VerifyUpdate>,
+    cancel: CancellationToken,
+}
+
+impl Verification {
+    /// Wraps a receiver and the token the provider's task watches.
+    pub fn new(updates: mpsc::Receiver<VerifyUpdate>, cancel: CancellationToken) -> Self {
+        Self { updates, cancel }
+    }
+
+    /// Asks the provider to cancel the order (BankID `/cancel`).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for Verification {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// An eID provider. `start` spawns the provider's own task (on the current tokio runtime) and
+/// returns at once; the task reports through the handle and stops when it is cancelled.
+pub trait Provider: Send + Sync + 'static {
+    /// The method written in `X-Identity-Method`.
+    fn method(&self) -> Method;
+    /// Whether pushes can be addressed by phone number (`Subject::Phone`).
+    fn supports_phone(&self) -> bool;
+    /// Starts an order.
+    fn start(&self, request: VerifyRequest) -> Verification;
+}
