@@ -96,9 +96,14 @@ impl Method {
 
     /// Parses the header token back.
     pub fn parse(token: &str) -> Option<Method> {
-        [Method::Bankid, Method::Freja, Method::AppPush, Method::Simulator]
-            .into_iter()
-            .find(|m| m.as_str() == token)
+        [
+            Method::Bankid,
+            Method::Freja,
+            Method::AppPush,
+            Method::Simulator,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == token)
     }
 }
 
