@@ -54,3 +54,21 @@ impl PromptId {
         }
     }
 }
+
+pub mod dtmf;
+pub mod engine;
+pub mod g711;
+pub mod playout;
+pub mod prompts;
+pub mod rtp;
+pub mod sdp;
+pub mod stream;
+
+#[cfg(test)]
+mod engine_tests;
+
+pub use engine::{MediaConfig, MediaEngine, MediaError};
+pub use g711::Codec;
+pub use prompts::{PromptError, PromptSet};
+pub use sdp::{Negotiated, RemoteMedia, SdpError};
+pub use stream::{MediaEvent, MediaStream};

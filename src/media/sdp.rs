@@ -1,0 +1,410 @@
+//! SDP offer/answer (RFC 3264) for G.711 audio with RFC 4733 telephone-events.
+//!
+//! Parsing uses `rtc-sdp`. Checked against SIPp's, baresip's and Asterisk's offers, LF or CRLF
+//! line ends, IPv4 and IPv6: it parses them. It is strict about RFC 4566 line order and
+//! required lines, so it rejects (as `Malformed`) offers without `s=` or `t=`, with session
+//! `a=` before `c=`, with unknown line types, or with an `o=` session id above 2^64; those
+//! violate RFC 4566 and have not been seen from the peers idgate targets. The answer and offer
+//! are written here: they are a fixed ten-line template.
+
+use std::fmt::Write as _;
+use std::io::Cursor;
+use std::net::{IpAddr, SocketAddr};
+
+use rtc_sdp::SessionDescription;
+use rtc_sdp::description::common::ConnectionInformation;
+use rtc_sdp::description::media::MediaDescription;
+use thiserror::Error;
+
+use super::g711::Codec;
+
+/// The packetisation interval idgate sends and asks for, in milliseconds.
+pub const PTIME_MS: u32 = 20;
+
+/// Why an SDP could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SdpError {
+    /// The SDP does not parse, or lacks a usable connection address (the peer's fault; the SIP
+    /// layer answers 400 or 488).
+    #[error("malformed SDP: {0}")]
+    Malformed(String),
+    /// No active audio stream offers PCMU or PCMA over RTP/AVP (the SIP layer answers 488 Not
+    /// Acceptable Here, RFC 3264 §6).
+    #[error("no common codec")]
+    NoCommonCodec,
+}
+
+/// The result of answering an offer: the answer to send and what was agreed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The SDP answer.
+    pub sdp: String,
+    /// The codec both sides use, the first of PCMU/PCMA in the offer's order.
+    pub codec: Codec,
+    /// Where to send RTP: the `c=` address (media level, else session level) and `m=` port.
+    pub remote: SocketAddr,
+    /// The offer's `telephone-event/8000` payload type, if it offered one.
+    pub dtmf_pt: Option<u8>,
+    /// The offer's `a=ptime` (20 if absent). idgate itself always sends 20 ms frames.
+    pub ptime: u32,
+}
+
+/// What a remote answer agreed to (see [`parse_answer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteMedia {
+    /// The codec, always the one offered.
+    pub codec: Codec,
+    /// Where to send RTP.
+    pub remote: SocketAddr,
+    /// The answer's `telephone-event/8000` payload type, if any.
+    pub dtmf_pt: Option<u8>,
+    /// The answer's `a=ptime` (20 if absent).
+    pub ptime: u32,
+}
+
+/// Answers an offer (RFC 3264 §6): accepts the first usable audio stream with PCMU or PCMA
+/// (in the offer's order) plus telephone-event when offered, and rejects other streams with
+/// port 0, keeping the offer's m-line order.
+pub fn answer(
+    offer: &str,
+    local_ip: IpAddr,
+    local_port: u16,
+    session_id: u64,
+) -> Result<Negotiated, SdpError> {
+    let desc = parse(offer)?;
+    let (index, codec) = desc
+        .media_descriptions
+        .iter()
+        .enumerate()
+        .find_map(|(i, m)| first_codec(m).map(|codec| (i, codec)))
+        .ok_or(SdpError::NoCommonCodec)?;
+    let media = &desc.media_descriptions[index];
+    let remote = remote_addr(&desc, media)?;
+    let dtmf_pt = telephone_event_pt(media);
+    let mut sdp = session_header(local_ip, session_id);
+    for (i, m) in desc.media_descriptions.iter().enumerate() {
+        if i == index {
+            audio_section(&mut sdp, local_port, &proto(m), codec, dtmf_pt);
+        } else {
+            let first = m.media_name.formats.first().map_or("0", String::as_str);
+            let _ = write!(sdp, "m={} 0 {} {first}\r\n", m.media_name.media, proto(m));
+        }
+    }
+    Ok(Negotiated {
+        sdp,
+        codec,
+        remote,
+        dtmf_pt,
+        ptime: ptime(media),
+    })
+}
+
+/// Builds an offer for the queue leg: exactly `codec` (the caller's, so the relay can pass
+/// packets through untouched) plus telephone-event with the caller's payload type.
+pub fn offer(
+    local_ip: IpAddr,
+    local_port: u16,
+    session_id: u64,
+    codec: Codec,
+    dtmf_pt: Option<u8>,
+) -> String {
+    let mut sdp = session_header(local_ip, session_id);
+    audio_section(&mut sdp, local_port, "RTP/AVP", codec, dtmf_pt);
+    sdp
+}
+
+/// Reads the queue's answer to [`offer`]: its first audio stream must be active and accept the
+/// offered codec.
+pub fn parse_answer(answer: &str, offered: Codec) -> Result<RemoteMedia, SdpError> {
+    let desc = parse(answer)?;
+    let media = desc
+        .media_descriptions
+        .iter()
+        .find(|m| m.media_name.media == "audio")
+        .ok_or(SdpError::NoCommonCodec)?;
+    let pt = offered.payload_type().to_string();
+    if media.media_name.port.value == 0 || !media.media_name.formats.contains(&pt) {
+        return Err(SdpError::NoCommonCodec);
+    }
+    Ok(RemoteMedia {
+        codec: offered,
+        remote: remote_addr(&desc, media)?,
+        dtmf_pt: telephone_event_pt(media),
+        ptime: ptime(media),
+    })
+}
+
+fn parse(text: &str) -> Result<SessionDescription, SdpError> {
+    SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
+        .map_err(|e| SdpError::Malformed(e.to_string()))
+}
+
+/// The first of PCMU/PCMA in an active RTP/AVP(F) audio stream, in the offer's order. Only the
+/// static payload types 0 and 8 are recognised (RFC 3551), with or without `a=rtpmap`.
+fn first_codec(media: &MediaDescription) -> Option<Codec> {
+    let name = &media.media_name;
+    let rtp_avp = matches!(proto(media).as_str(), "RTP/AVP" | "RTP/AVPF");
+    if name.media != "audio" || name.port.value == 0 || !rtp_avp {
+        return None;
+    }
+    name.formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .find_map(Codec::from_payload_type)
+}
+
+fn proto(media: &MediaDescription) -> String {
+    media.media_name.protos.join("/")
+}
+
+/// The payload type of `a=rtpmap:<pt> telephone-event/8000` among the stream's formats.
+fn telephone_event_pt(media: &MediaDescription) -> Option<u8> {
+    let codecs = media.codecs();
+    media
+        .media_name
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .find(|pt| {
+            codecs.get(pt).is_some_and(|c| {
+                c.name.eq_ignore_ascii_case("telephone-event") && c.clock_rate == 8000
+            })
+        })
+}
+
+fn ptime(media: &MediaDescription) -> u32 {
+    media
+        .attribute("ptime")
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&p| p > 0)
+        .unwrap_or(PTIME_MS)
+}
+
+/// The media-level `c=` (else the session-level one) with the `m=` port (RFC 4566 §5.7).
+fn remote_addr(
+    desc: &SessionDescription,
+    media: &MediaDescription,
+) -> Result<SocketAddr, SdpError> {
+    let connection: Option<&ConnectionInformation> = media
+        .connection_information
+        .as_ref()
+        .or(desc.connection_information.as_ref());
+    let address = connection
+        .and_then(|c| c.address.as_ref())
+        .ok_or_else(|| SdpError::Malformed("no connection address (c=)".into()))?;
+    let ip: IpAddr = address.address.parse().map_err(|_| {
+        SdpError::Malformed(format!("c= address {:?} is not an IP", address.address))
+    })?;
+    let port = u16::try_from(media.media_name.port.value)
+        .map_err(|_| SdpError::Malformed("m= port out of range".into()))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn session_header(ip: IpAddr, session_id: u64) -> String {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    format!(
+        "v=0\r\no=idgate {session_id} {session_id} IN {family} {ip}\r\ns=idgate\r\n\
+         c=IN {family} {ip}\r\nt=0 0\r\n"
+    )
+}
+
+fn audio_section(sdp: &mut String, port: u16, proto: &str, codec: Codec, dtmf_pt: Option<u8>) {
+    let pt = codec.payload_type();
+    let name = codec.encoding_name();
+    match dtmf_pt {
+        Some(dtmf) => {
+            let _ = write!(
+                sdp,
+                "m=audio {port} {proto} {pt} {dtmf}\r\na=rtpmap:{pt} {name}/8000\r\n\
+                 a=rtpmap:{dtmf} telephone-event/8000\r\na=fmtp:{dtmf} 0-15\r\n"
+            );
+        }
+        None => {
+            let _ = write!(
+                sdp,
+                "m=audio {port} {proto} {pt}\r\na=rtpmap:{pt} {name}/8000\r\n"
+            );
+        }
+    }
+    let _ = write!(sdp, "a=ptime:{PTIME_MS}\r\na=sendrecv\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+
+    /// SIPp's built-in `uac` scenario offer.
+    const SIPP: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
+        c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    /// baresip-like: many codecs, G.711 after opus and G.722, LF line ends.
+    const BARESIP: &str = "v=0\no=- 1628151616 1396640391 IN IP4 192.168.1.10\ns=-\n\
+        c=IN IP4 192.168.1.10\nt=0 0\nm=audio 10050 RTP/AVP 96 9 8 0 101\nb=AS:64\n\
+        a=rtpmap:96 opus/48000/2\na=fmtp:96 stereo=1;sprop-stereo=1\na=rtpmap:9 G722/8000\n\
+        a=rtpmap:8 PCMA/8000\na=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\n\
+        a=fmtp:101 0-15\na=sendrecv\na=label:1\na=rtcp-rsize\na=ptime:20\n";
+
+    /// Asterisk-style: PCMA first, GSM, telephone-event 0-16, maxptime.
+    const ASTERISK: &str = "v=0\r\no=- 1234567890 1234567890 IN IP4 10.0.0.1\r\ns=Asterisk\r\n\
+        c=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 17000 RTP/AVP 8 0 3 101\r\n\
+        a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:3 GSM/8000\r\n\
+        a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:30\r\n\
+        a=maxptime:150\r\na=sendrecv\r\n";
+
+    /// rtpmaps for 0, 8 and 101 (the common softphone form).
+    const RTPMAP: &str = "v=0\r\no=- 1 1 IN IP4 203.0.113.5\r\ns=call\r\nc=IN IP4 203.0.113.5\r\n\
+        t=0 0\r\nm=audio 30000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\
+        a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
+
+    fn offer_with(media: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\n{media}"
+        )
+    }
+
+    #[test]
+    fn sipp_offer() {
+        let n = answer(SIPP, LOCAL, 20000, 42).unwrap();
+        assert_eq!(n.codec, Codec::Pcmu);
+        assert_eq!(n.remote, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(n.dtmf_pt, None);
+        assert_eq!(n.ptime, 20);
+        assert!(
+            n.sdp
+                .contains("m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+        );
+        assert!(n.sdp.contains("c=IN IP4 192.0.2.10\r\n"));
+        assert!(n.sdp.contains("a=sendrecv\r\n") && n.sdp.contains("a=ptime:20\r\n"));
+        assert!(!n.sdp.contains("telephone-event"));
+    }
+
+    #[test]
+    fn baresip_offer_prefers_the_offers_order() {
+        let n = answer(BARESIP, LOCAL, 20002, 7).unwrap();
+        assert_eq!(n.codec, Codec::Pcma);
+        assert_eq!(n.remote, "192.168.1.10:10050".parse().unwrap());
+        assert_eq!(n.dtmf_pt, Some(101));
+        assert!(n.sdp.contains("m=audio 20002 RTP/AVP 8 101\r\n"));
+        assert!(
+            n.sdp
+                .contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n")
+        );
+    }
+
+    #[test]
+    fn asterisk_offer() {
+        let n = answer(ASTERISK, LOCAL, 20004, 7).unwrap();
+        assert_eq!((n.codec, n.dtmf_pt, n.ptime), (Codec::Pcma, Some(101), 30));
+        assert!(n.sdp.contains("a=ptime:20\r\n"));
+    }
+
+    #[test]
+    fn rtpmap_offer_and_static_types_without_rtpmap() {
+        let n = answer(RTPMAP, LOCAL, 20006, 7).unwrap();
+        assert_eq!((n.codec, n.dtmf_pt), (Codec::Pcmu, Some(101)));
+        let bare = offer_with("m=audio 4000 RTP/AVP 18 8 0\r\n");
+        let n = answer(&bare, LOCAL, 20006, 7).unwrap();
+        assert_eq!((n.codec, n.dtmf_pt), (Codec::Pcma, None));
+    }
+
+    #[test]
+    fn dynamic_telephone_event_type_is_echoed() {
+        let o = offer_with("m=audio 4000 RTP/AVP 0 96\r\na=rtpmap:96 telephone-event/8000\r\n");
+        let n = answer(&o, LOCAL, 1234, 1).unwrap();
+        assert_eq!(n.dtmf_pt, Some(96));
+        assert!(n.sdp.contains("m=audio 1234 RTP/AVP 0 96\r\n"));
+        let wideband =
+            offer_with("m=audio 4000 RTP/AVP 0 97\r\na=rtpmap:97 telephone-event/16000\r\n");
+        assert_eq!(answer(&wideband, LOCAL, 1234, 1).unwrap().dtmf_pt, None);
+    }
+
+    #[test]
+    fn no_common_codec() {
+        let g722 = offer_with("m=audio 4000 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n");
+        let video = offer_with("m=video 4002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n");
+        let port0 = offer_with("m=audio 0 RTP/AVP 0 8\r\n");
+        let srtp = offer_with("m=audio 4000 RTP/SAVP 0\r\n");
+        for o in [g722, video, port0, srtp] {
+            assert_eq!(answer(&o, LOCAL, 1, 1), Err(SdpError::NoCommonCodec), "{o}");
+        }
+    }
+
+    #[test]
+    fn other_streams_are_rejected_in_order() {
+        let o = offer_with(
+            "m=video 5000 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\nm=audio 4000 RTP/AVP 0\r\n",
+        );
+        let n = answer(&o, LOCAL, 1000, 1).unwrap();
+        let video = n.sdp.find("m=video 0 RTP/AVP 96\r\n").unwrap();
+        let audio = n.sdp.find("m=audio 1000 RTP/AVP 0\r\n").unwrap();
+        assert!(video < audio);
+        assert_eq!(n.remote.port(), 4000);
+    }
+
+    #[test]
+    fn media_level_connection_overrides_session_level() {
+        let o = offer_with("m=audio 4000 RTP/AVP 0\r\nc=IN IP4 198.51.100.99\r\n");
+        assert_eq!(
+            answer(&o, LOCAL, 1, 1).unwrap().remote,
+            "198.51.100.99:4000".parse().unwrap()
+        );
+        let no_session_c = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\n\
+            m=audio 4000 RTP/AVP 8\r\nc=IN IP4 1.2.3.4\r\n";
+        assert_eq!(
+            answer(no_session_c, LOCAL, 1, 1).unwrap().codec,
+            Codec::Pcma
+        );
+    }
+
+    #[test]
+    fn ipv6() {
+        let o = "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let local = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let n = answer(o, local, 5000, 9).unwrap();
+        assert_eq!(n.remote, "[::1]:4000".parse().unwrap());
+        assert!(
+            n.sdp.contains("o=idgate 9 9 IN IP6 ::1\r\n") && n.sdp.contains("c=IN IP6 ::1\r\n")
+        );
+    }
+
+    #[test]
+    fn malformed() {
+        let no_c = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let host = offer_with("m=audio 4000 RTP/AVP 0\r\nc=IN IP4 media.example.com\r\n");
+        for o in ["", "hello", "v=0\r\nm=audio 1 RTP/AVP 0\r\n", no_c, &host] {
+            assert!(
+                matches!(answer(o, LOCAL, 1, 1), Err(SdpError::Malformed(_))),
+                "{o}"
+            );
+        }
+    }
+
+    #[test]
+    fn offer_then_parse_answer() {
+        let ours = offer(LOCAL, 7000, 5, Codec::Pcma, Some(101));
+        assert!(ours.contains("m=audio 7000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"));
+        // The queue answers our offer; its answer is then parsed.
+        let theirs = answer(&ours, "10.1.1.1".parse().unwrap(), 9000, 6).unwrap();
+        let media = parse_answer(&theirs.sdp, Codec::Pcma).unwrap();
+        assert_eq!(media.remote, "10.1.1.1:9000".parse().unwrap());
+        assert_eq!(
+            (media.codec, media.dtmf_pt, media.ptime),
+            (Codec::Pcma, Some(101), 20)
+        );
+        assert_eq!(
+            parse_answer(&theirs.sdp, Codec::Pcmu),
+            Err(SdpError::NoCommonCodec)
+        );
+        let rejected = offer_with("m=audio 0 RTP/AVP 8\r\n");
+        assert_eq!(
+            parse_answer(&rejected, Codec::Pcma),
+            Err(SdpError::NoCommonCodec)
+        );
+        let plain = offer(LOCAL, 7000, 5, Codec::Pcmu, None);
+        assert!(!plain.contains("telephone-event") && plain.contains("a=sendrecv\r\n"));
+    }
+}
