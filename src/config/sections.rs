@@ -1,0 +1,307 @@
+//! The sections of `idgate.toml`, one struct per `[table]`. Every field is documented here, where
+//! it is defined; `docs/config.md` is the same reference for PBX admins.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use super::error::Problem;
+use crate::identity::headers::SubjectMode;
+
+/// `[sip]`: the SIP endpoint that trunks and PBXs send INVITEs to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Address to listen on, for UDP and TCP alike. Default `"127.0.0.1:5060"`.
+    pub listen: SocketAddr,
+    /// Transports opened on `listen`: `"udp"`, `"tcp"`. Default `["udp", "tcp"]`.
+    pub transports: Vec<Transport>,
+    /// Peers (CIDR networks; a bare address is that one host) whose INVITEs are accepted and
+    /// whose P-Asserted-Identity is trusted; anyone else gets 403. Default
+    /// `["127.0.0.0/8", "::1/128"]`.
+    #[serde(deserialize_with = "cidr_list")]
+    pub trusted_peers: Vec<IpNet>,
+    /// Prefix of the identity headers written on the queue leg and stripped from inbound
+    /// requests (`X-Identity-Status`, ...). Default `"X-Identity-"`.
+    pub header_prefix: String,
+    /// `User-Agent` and `Server` header value. Default `"idgate/<version>"`.
+    pub user_agent: String,
+    /// Host name or address written in Contact and SDP when idgate sits behind NAT. Default:
+    /// none (the listen address is used).
+    pub public_address: Option<String>,
+}
+
+/// A SIP transport to listen on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// SIP over UDP (RFC 3261 section 18).
+    Udp,
+    /// SIP over TCP (RFC 3261 section 18).
+    Tcp,
+}
+
+impl Transport {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5060),
+            transports: vec![Transport::Udp, Transport::Tcp],
+            trusted_peers: vec![
+                IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+                IpNet::new_assert(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+            ],
+            header_prefix: "X-Identity-".to_owned(),
+            user_agent: concat!("idgate/", env!("CARGO_PKG_VERSION")).to_owned(),
+            public_address: None,
+        }
+    }
+}
+
+/// Reads `trusted_peers`, naming the entry that is not a network.
+fn cidr_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    let raw = Vec::<String>::deserialize(deserializer)?;
+    raw.iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            parse_network(entry).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "sip.trusted_peers[{i}]: {entry:?} is not a CIDR network"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// `10.0.0.0/8`, `::1/128`, or a bare address meaning that one host.
+fn parse_network(entry: &str) -> Option<IpNet> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+impl SipConfig {
+    /// Checks what the types alone do not.
+    pub(crate) fn validate(&self) -> Result<(), Problem> {
+        if self.transports.is_empty() {
+            return Err(Problem::new(
+                "sip.transports",
+                "at least one transport is needed",
+            ));
+        }
+        for (i, t) in self.transports.iter().enumerate() {
+            if self.transports[..i].contains(t) {
+                let problem = format!("{:?} is listed twice", t.as_str());
+                return Err(Problem::new(format!("sip.transports[{i}]"), problem));
+            }
+        }
+        if self.header_prefix.is_empty() || !self.header_prefix.chars().all(is_token_char) {
+            let problem = format!(
+                "{:?} must be a non-empty SIP header name prefix (letters, digits, - . ! % * _ + ` ' ~)",
+                self.header_prefix
+            );
+            return Err(Problem::new("sip.header_prefix", problem));
+        }
+        if self.user_agent.is_empty() || self.user_agent.chars().any(char::is_control) {
+            let problem = "must be non-empty, without control characters";
+            return Err(Problem::new("sip.user_agent", problem));
+        }
+        if let Some(host) = &self.public_address {
+            validate_host(host).map_err(|p| Problem::new("sip.public_address", p))?;
+        }
+        Ok(())
+    }
+}
+
+/// RFC 3261 section 25.1 `token` characters.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
+/// A host name or IP address, without scheme or port.
+fn validate_host(host: &str) -> Result<(), String> {
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let is_name = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if is_name {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host:?} must be a host name or an IP address (no scheme, no port)"
+        ))
+    }
+}
+
+/// `[http]`: health, metrics, API and the agent screen-pop page.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the HTTP server listens on. Default `"127.0.0.1:8080"`.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+        }
+    }
+}
+
+/// `[media]`: RTP for prompts, hold music and the bridged call.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Local address RTP sockets bind to. Default `"127.0.0.1"`.
+    pub bind_ip: IpAddr,
+    /// Lowest RTP port (even; RTP uses even ports, RFC 3550 section 11). Default `20000`.
+    pub rtp_port_min: u16,
+    /// Highest RTP port, above `rtp_port_min`. Default `30000`.
+    pub rtp_port_max: u16,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            rtp_port_min: 20000,
+            rtp_port_max: 30000,
+        }
+    }
+}
+
+impl MediaSettings {
+    /// Checks the port range.
+    pub(crate) fn validate(&self) -> Result<(), Problem> {
+        let (min, max) = (self.rtp_port_min, self.rtp_port_max);
+        if min >= max {
+            let problem = format!("{min} must be below media.rtp_port_max ({max})");
+            return Err(Problem::new("media.rtp_port_min", problem));
+        }
+        if min % 2 != 0 {
+            let problem = format!("{min} must be even (RTP uses even ports)");
+            return Err(Problem::new("media.rtp_port_min", problem));
+        }
+        Ok(())
+    }
+}
+
+/// `[store]`: where calls and customers are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Database URL. `sqlite://idgate.db` (a relative path is relative to the working directory;
+    /// the file is created if missing), `sqlite:///var/lib/idgate/idgate.db`, or
+    /// `sqlite::memory:`. Default `"sqlite://idgate.db"`.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://idgate.db".to_owned(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Only SQLite is supported so far.
+    pub(crate) fn validate(&self) -> Result<(), Problem> {
+        if self.url.starts_with("sqlite:") {
+            Ok(())
+        } else {
+            let problem = "must be a sqlite: URL (e.g. \"sqlite://idgate.db\")";
+            Err(Problem::new("store.url", problem))
+        }
+    }
+}
+
+/// `[identity]`: what the identity headers and token say about the verified person.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Personal identity number in `X-Identity-Subject` and the token's `sub`: `"masked"`
+    /// (`19800101-****`), `"full"`, or `"none"`. Default `"masked"`.
+    pub subject: SubjectMode,
+    /// Whether the verified name goes in `X-Identity-Name` and the token. Default `false`.
+    pub include_name: bool,
+    /// The token's `iss` (instance or company name). Default `"idgate"`.
+    pub issuer: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            subject: SubjectMode::Masked,
+            include_name: false,
+            issuer: "idgate".to_owned(),
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// The issuer must be usable as a JWT `iss`.
+    pub(crate) fn validate(&self) -> Result<(), Problem> {
+        if self.issuer.trim().is_empty() || self.issuer.chars().any(char::is_control) {
+            let problem = "must be non-empty, without control characters";
+            return Err(Problem::new("identity.issuer", problem));
+        }
+        Ok(())
+    }
+}
+
+/// `[provider]`: the eID provider that verifies callers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Which provider: `"simulator"` (the only one so far). Default `"simulator"`.
+    pub kind: ProviderKind,
+    /// `[provider.simulator]`: settings of the simulator, used when `kind = "simulator"`.
+    pub simulator: crate::verify::simulator::SimulatorConfig,
+}
+
+/// The eID provider in use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The built-in simulator (demos and tests); see `[provider.simulator]`.
+    #[default]
+    Simulator,
+}
+
+impl ProviderKind {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Simulator => "simulator",
+        }
+    }
+}
+
+/// `[dialplan]`: where idgate's route files are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialplanConfig {
+    /// Directory of route files (`*.toml`, read in file-name order; a relative path is relative
+    /// to the working directory). Default: none, meaning the bundled `dialplans/default.toml`
+    /// (everything to `sip:queue@127.0.0.1:5080`).
+    pub dir: Option<PathBuf>,
+}
