@@ -1,1 +1,197 @@
-fn main() {}
+//! idgate's entry point: reads like a runbook. Only here are the modules wired together.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use idgate::call::{Registry, Services};
+use idgate::config::{self, Config, Dialplan, Transport};
+use idgate::identity::headers::HeaderOptions;
+use idgate::media::{MediaConfig, MediaEngine, PromptSet};
+use idgate::sip::{SipSettings, SipStack};
+use idgate::store::Store;
+use idgate::verify::simulator::Simulator;
+
+/// idgate identifies callers with a strong eID push before they reach a contact center's
+/// agents, and hands the call to the agent queue with a verified / unverified verdict.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default). Without --config, the embedded defaults are used.
+    Serve {
+        /// The TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Load and validate a config file and its dialplan, print a summary, exit 0 if valid.
+    CheckConfig {
+        /// The TOML config file (default: the embedded defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { config } => check_config(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let report = config::check(path.as_deref())?;
+    println!("{report}");
+    Ok(())
+}
+
+fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    init_logs();
+    let config = match &path {
+        Some(p) => Config::load(p)?,
+        None => Config::embedded(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(config, path))
+}
+
+/// Logs go to stderr. rsipstack prints whole SIP messages (caller numbers, INFO digits) at
+/// INFO, so it is held at warn whatever RUST_LOG says about everything else.
+fn init_logs() {
+    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::new(format!("{base},rsipstack=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let dialplan = Dialplan::load(&config.dialplan)?;
+    let store = Store::connect(&config.store.url)
+        .await
+        .with_context(|| format!("store.url {:?}", config.store.url))?;
+    let provider = Arc::new(Simulator::new(config.provider.simulator.clone()));
+    let prompts = load_prompts()?;
+    let media = MediaEngine::start(MediaConfig {
+        bind_ip: config.media.bind_ip,
+        port_min: config.media.rtp_port_min,
+        port_max: config.media.rtp_port_max,
+    });
+    let (sip, calls) = SipStack::start(sip_settings(&config), cancel.clone()).await?;
+    let services = Arc::new(Services {
+        sip,
+        media,
+        prompts,
+        provider,
+        store,
+        dialplan,
+        headers: HeaderOptions {
+            prefix: config.sip.header_prefix.clone(),
+            subject: config.identity.subject,
+            include_name: config.identity.include_name,
+        },
+        media_ip: config.media.bind_ip,
+        registry: Registry::default(),
+    });
+    let http = idgate::api::serve(config.http.listen, services.clone(), cancel.clone()).await?;
+    tokio::spawn(idgate::call::run_intake(services.clone(), calls));
+    print_banner(&config, path.as_deref(), http);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    Ok(())
+}
+
+fn load_prompts() -> anyhow::Result<HashMap<String, Arc<PromptSet>>> {
+    let mut sets = HashMap::new();
+    for lang in ["sv", "en"] {
+        let set = PromptSet::bundled(lang).with_context(|| format!("bundled prompts ({lang})"))?;
+        sets.insert(lang.to_string(), Arc::new(set));
+    }
+    Ok(sets)
+}
+
+fn sip_settings(config: &Config) -> SipSettings {
+    SipSettings {
+        listen: config.sip.listen,
+        udp: config.sip.transports.contains(&Transport::Udp),
+        tcp: config.sip.transports.contains(&Transport::Tcp),
+        trusted_peers: config.sip.trusted_peers.clone(),
+        header_prefix: config.sip.header_prefix.clone(),
+        user_agent: config.sip.user_agent.clone(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Tells the person who just started idgate where it listens and how to place a test call.
+fn print_banner(config: &Config, path: Option<&std::path::Path>, http: std::net::SocketAddr) {
+    let sip = config.sip.listen;
+    let source = path.map_or_else(
+        || "embedded defaults".to_string(),
+        |p| p.display().to_string(),
+    );
+    let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp");
+    println!(
+        "idgate {version} ({source})
+  SIP   {sip} ({transports})
+  HTTP  http://{http}/healthz
+  store {store}
+
+Place a test call (needs SIPp: apt-get install sip-tester):
+  1. an agent queue:  sipp -sf {scenarios}/queue.xml -i 127.0.0.1 -p 5080 -m 1
+  2. a caller:        sipp -sf {scenarios}/caller.xml -set caller +46701234567 -s 5000 -d 8000 \\
+                        -i 127.0.0.1 -p 5070 -m 1 {sip}
+The queue's INVITE carries X-Identity-Status (add -trace_msg to the queue to see it).",
+        version = env!("CARGO_PKG_VERSION"),
+        transports = config
+            .sip
+            .transports
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        store = config.store.url,
+    );
+}

@@ -63,6 +63,10 @@ struct RawRoute {
     /// Seconds the queue leg may ring before `fallback` (or a polite hang-up). Default `60`.
     #[serde(default = "default_ring_timeout")]
     ring_timeout_secs: u64,
+    /// Milliseconds idgate rings (180 Ringing) before it answers. Some trunks expect a ring
+    /// before answer; the caller can still CANCEL meanwhile. Default `0` (answer at once).
+    #[serde(default)]
+    answer_after_ms: u64,
     /// Hand-off: `"b2bua"` (new INVITE to `target`, bridged) or `"refer"`. Default `"b2bua"`.
     #[serde(default)]
     transfer: Transfer,
@@ -253,6 +257,8 @@ pub struct Route {
     pub identify_timeout: Duration,
     /// How long the queue leg may ring.
     pub ring_timeout: Duration,
+    /// How long idgate rings before it answers.
+    pub answer_after: Duration,
     /// How the call is handed to the queue.
     pub transfer: Transfer,
     /// The agent queue.
@@ -399,6 +405,7 @@ impl RawRoute {
             keypad_attempts: self.keypad_attempts,
             identify_timeout: Duration::from_secs(self.identify_timeout_secs),
             ring_timeout: Duration::from_secs(self.ring_timeout_secs),
+            answer_after: Duration::from_millis(self.answer_after_ms),
             transfer: self.transfer,
             target,
             fallback,

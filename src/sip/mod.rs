@@ -1,1 +1,194 @@
-//! (being written)
+//! The adapter around the SIP stack (rsipstack, pinned exactly). Nothing outside this module
+//! names an rsipstack type: an upgrade or a replacement of the stack touches only these files.
+//!
+//! It owns transports, inbound INVITE/CANCEL/BYE/OPTIONS/INFO, the outbound queue leg,
+//! REFER/NOTIFY and header hygiene. It makes no call-flow decisions: an accepted INVITE is
+//! handed to the `call` module as an [`IncomingCall`].
+
+mod dispatch;
+mod leg;
+mod message;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use rsipstack::EndpointBuilder;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transport::{TcpListenerConnection, TransportLayer, udp::UdpConnection};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use leg::{CallerLeg, LegEvent, OutboundCall, QueueLeg};
+pub use message::parse_dtmf_info;
+
+/// What the SIP layer needs to know to start.
+#[derive(Debug, Clone)]
+pub struct SipSettings {
+    /// Address for UDP and TCP.
+    pub listen: SocketAddr,
+    /// Listen on UDP.
+    pub udp: bool,
+    /// Listen on TCP.
+    pub tcp: bool,
+    /// Peers allowed to send INVITEs; everyone else gets 403.
+    pub trusted_peers: Vec<IpNet>,
+    /// The identity header prefix (`X-Identity-`); inbound headers with it are removed.
+    pub header_prefix: String,
+    /// The User-Agent / Server value.
+    pub user_agent: String,
+}
+
+/// Errors of the SIP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    /// A listener could not be bound (address in use, permission).
+    #[error("cannot listen on {addr} ({transport}): {detail}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// udp or tcp.
+        transport: &'static str,
+        /// What the stack said.
+        detail: String,
+    },
+    /// A URI from the configuration or the flow could not be parsed.
+    #[error("invalid SIP URI {uri:?}: {detail}")]
+    BadUri {
+        /// The URI text.
+        uri: String,
+        /// What the parser said.
+        detail: String,
+    },
+    /// The stack refused or failed an operation on a dialog.
+    #[error("SIP stack: {0}")]
+    Stack(String),
+}
+
+impl From<rsipstack::Error> for SipError {
+    fn from(e: rsipstack::Error) -> Self {
+        SipError::Stack(e.to_string())
+    }
+}
+
+/// An INVITE from a trusted peer, with a dialog already created (100 Trying sent). The call
+/// module answers or rejects it through `leg`.
+#[derive(Debug)]
+pub struct IncomingCall {
+    /// The Call-ID of the caller leg.
+    pub sip_call_id: String,
+    /// The Request-URI user part (the called number), if any.
+    pub called: Option<String>,
+    /// The request's headers as (name, value) text, identity-prefixed ones removed.
+    pub headers: Vec<(String, String)>,
+    /// Names of identity-prefixed headers that were removed (a spoofing attempt).
+    pub spoofed: Vec<String>,
+    /// The source address of the INVITE (from the top Via's received/sent-by).
+    pub source: IpAddr,
+    /// The SDP offer (may be empty: offerless INVITE).
+    pub offer: Vec<u8>,
+    /// The caller leg.
+    pub leg: CallerLeg,
+}
+
+/// The running SIP stack. Cheap to clone.
+#[derive(Clone)]
+pub struct SipStack {
+    inner: Arc<StackInner>,
+}
+
+struct StackInner {
+    dialogs: Arc<DialogLayer>,
+    local: SocketAddr,
+    settings: SipSettings,
+}
+
+impl SipStack {
+    /// Binds the transports, starts the stack and returns it with the stream of incoming calls.
+    pub async fn start(
+        settings: SipSettings,
+        cancel: CancellationToken,
+    ) -> Result<(SipStack, mpsc::Receiver<IncomingCall>), SipError> {
+        let transports = TransportLayer::new(cancel.child_token());
+        if settings.udp {
+            let udp =
+                UdpConnection::create_connection(settings.listen, None, Some(cancel.child_token()))
+                    .await
+                    .map_err(|e| bind_error(settings.listen, "udp", e))?;
+            transports.add_transport(udp.into());
+        }
+        if settings.tcp {
+            let tcp = TcpListenerConnection::new(settings.listen, None)
+                .await
+                .map_err(|e| bind_error(settings.listen, "tcp", e))?;
+            transports.add_transport(tcp.into());
+        }
+        let option = EndpointOption {
+            // Call-IDs of the queue leg: a UUID and our own address, not the stack's vendor name.
+            callid_suffix: Some(settings.listen.ip().to_string()),
+            ..EndpointOption::default()
+        };
+        let endpoint = EndpointBuilder::new()
+            .with_option(option)
+            .with_cancel_token(cancel.child_token())
+            .with_transport_layer(transports)
+            .with_user_agent(&settings.user_agent)
+            .build();
+        let incoming = endpoint.incoming_transactions()?;
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let inner = Arc::new(StackInner {
+            dialogs,
+            local: settings.listen,
+            settings,
+        });
+        let serve = endpoint.inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve.serve().await {
+                tracing::error!(error = %e, "SIP endpoint stopped");
+            }
+        });
+        let (calls_tx, calls_rx) = mpsc::channel(1024);
+        let stack = SipStack { inner };
+        tokio::spawn(dispatch::run(stack.clone(), incoming, calls_tx, cancel));
+        Ok((stack, calls_rx))
+    }
+
+    /// The address SIP listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    fn contact(&self) -> rsipstack::sip::Uri {
+        rsipstack::sip::Uri {
+            scheme: Some(rsipstack::sip::Scheme::Sip),
+            auth: None,
+            host_with_port: self.inner.local.into(),
+            params: vec![],
+            headers: vec![],
+        }
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        self.inner
+            .settings
+            .trusted_peers
+            .iter()
+            .any(|net| net.contains(&ip))
+    }
+}
+
+fn bind_error(addr: SocketAddr, transport: &'static str, e: rsipstack::Error) -> SipError {
+    SipError::Bind {
+        addr,
+        transport,
+        detail: e.to_string(),
+    }
+}

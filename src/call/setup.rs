@@ -1,0 +1,214 @@
+//! From INVITE to ACK: route, caller number, media, SDP answer, the call row, 200 OK. Every way
+//! a call can fail before it is answered ends in [`SetupError::status`], one place.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+use crate::config::{Language, Route};
+use crate::identity::CallerId;
+use crate::identity::caller::extract_caller;
+use crate::media::sdp::{self, Negotiated, SdpError};
+use crate::media::{MediaError, MediaStream, PromptSet};
+use crate::sip::{CallerLeg, IncomingCall, LegEvent};
+use crate::store::NewCall;
+
+use super::Services;
+
+/// A call that has been answered and ACKed.
+pub(super) struct Answered {
+    pub leg: CallerLeg,
+    pub stream: MediaStream,
+    pub media: Negotiated,
+    pub route: Route,
+    pub caller: CallerId,
+    pub prompts: Arc<PromptSet>,
+}
+
+/// Why a call ended before it was answered.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SetupError {
+    /// No route matches the called number.
+    #[error("no route for the called number")]
+    NoRoute,
+    /// The offer has no codec idgate speaks (PCMU/PCMA).
+    #[error("no codec in common")]
+    NoCommonCodec,
+    /// The offer is missing or cannot be parsed.
+    #[error("no usable SDP offer")]
+    BadOffer,
+    /// No RTP port or socket.
+    #[error("media unavailable: {0}")]
+    Media(#[from] MediaError),
+    /// The route's language has no prompts.
+    #[error("no prompts for language {0}")]
+    NoPrompts(String),
+    /// The SIP stack refused the answer.
+    #[error("could not answer: {0}")]
+    Answer(String),
+    /// The caller cancelled, or never ACKed.
+    #[error("caller left before the call was set up")]
+    Abandoned,
+}
+
+impl SetupError {
+    /// The final response the INVITE gets (None: the dialog has already ended).
+    pub(super) fn status(&self) -> Option<u16> {
+        match self {
+            SetupError::NoRoute => Some(404),
+            SetupError::NoCommonCodec | SetupError::BadOffer => Some(488),
+            SetupError::Media(_) | SetupError::NoPrompts(_) => Some(503),
+            SetupError::Answer(_) => Some(500),
+            SetupError::Abandoned => None,
+        }
+    }
+}
+
+/// Answers the call, or ends it with the final response its failure calls for.
+pub(super) async fn answer(
+    services: &Services,
+    id: Uuid,
+    mut call: IncomingCall,
+) -> Option<Answered> {
+    match try_answer(services, id, &mut call).await {
+        Ok(ready) => Some(Answered {
+            leg: call.leg,
+            stream: ready.stream,
+            media: ready.media,
+            route: ready.route,
+            caller: ready.caller,
+            prompts: ready.prompts,
+        }),
+        Err(e) => {
+            tracing::info!(reason = %e, status = ?e.status(), "call not answered");
+            match e.status() {
+                Some(code) => call.leg.reject(code),
+                None => {
+                    let at = SystemTime::now();
+                    if let Err(e) = services.store.finish_call(id, "abandoned", at).await {
+                        tracing::debug!(error = %e, "abandoned call not recorded");
+                    }
+                }
+            }
+            None
+        }
+    }
+}
+
+struct Ready {
+    stream: MediaStream,
+    media: Negotiated,
+    route: Route,
+    caller: CallerId,
+    prompts: Arc<PromptSet>,
+}
+
+async fn try_answer(
+    services: &Services,
+    id: Uuid,
+    call: &mut IncomingCall,
+) -> Result<Ready, SetupError> {
+    let route = call
+        .called
+        .as_deref()
+        .and_then(|called| services.dialplan.route_for(called))
+        .cloned()
+        .ok_or(SetupError::NoRoute)?;
+    let caller = extract_caller(&call.headers, true, &route.region);
+    let lang = language_code(route.language);
+    let prompts = services
+        .prompts
+        .get(lang)
+        .cloned()
+        .ok_or_else(|| SetupError::NoPrompts(lang.to_string()))?;
+    let offer = std::str::from_utf8(&call.offer).map_err(|_| SetupError::BadOffer)?;
+    let stream = services.media.open(prompts.clone()).await?;
+    let session_id = u64::from(id.as_fields().0);
+    let media = sdp::answer(
+        offer,
+        services.media_ip,
+        stream.local_addr().port(),
+        session_id,
+    )
+    .map_err(|e| match e {
+        SdpError::NoCommonCodec => SetupError::NoCommonCodec,
+        _ => SetupError::BadOffer,
+    })?;
+    record_call(services, id, call, &caller, &route).await;
+    ring_before_answer(&mut call.leg, route.answer_after).await?;
+    call.leg
+        .answer(media.sdp.clone().into_bytes())
+        .map_err(|e| SetupError::Answer(e.to_string()))?;
+    wait_for_ack(&mut call.leg).await?;
+    if let Err(e) = services.store.mark_answered(id, SystemTime::now()).await {
+        tracing::error!(error = %e, "answer time not recorded");
+    }
+    Ok(Ready {
+        stream,
+        media,
+        route,
+        caller,
+        prompts,
+    })
+}
+
+/// Rings (180) for the route's `answer_after`, watching for the caller's CANCEL.
+async fn ring_before_answer(
+    leg: &mut CallerLeg,
+    ring: std::time::Duration,
+) -> Result<(), SetupError> {
+    if ring.is_zero() {
+        return Ok(());
+    }
+    leg.ringing();
+    let deadline = tokio::time::Instant::now() + ring;
+    loop {
+        match tokio::time::timeout_at(deadline, leg.next_event()).await {
+            Err(_) => return Ok(()),
+            Ok(Some(LegEvent::Ended(_)) | None) => return Err(SetupError::Abandoned),
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+async fn wait_for_ack(leg: &mut CallerLeg) -> Result<(), SetupError> {
+    while let Some(event) = leg.next_event().await {
+        match event {
+            LegEvent::Confirmed => return Ok(()),
+            LegEvent::Ended(_) => return Err(SetupError::Abandoned),
+            _ => {}
+        }
+    }
+    Err(SetupError::Abandoned)
+}
+
+/// The call row. A database failure never stops a call: it is logged and the call goes on.
+async fn record_call(
+    services: &Services,
+    id: Uuid,
+    call: &IncomingCall,
+    caller: &CallerId,
+    route: &Route,
+) {
+    let row = NewCall {
+        id,
+        sip_call_id: call.sip_call_id.clone(),
+        caller: caller.clone(),
+        called: call.called.clone().unwrap_or_default(),
+        route: Some(route.name.clone()),
+        transfer_mode: Some(route.transfer),
+        started_at: SystemTime::now(),
+    };
+    if let Err(e) = services.store.insert_call(&row).await {
+        tracing::error!(error = %e, "call row not written");
+    }
+}
+
+/// The prompt-set key of a route language.
+fn language_code(language: Language) -> &'static str {
+    match language {
+        Language::Sv => "sv",
+        Language::En => "en",
+    }
+}

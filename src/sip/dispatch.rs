@@ -1,0 +1,128 @@
+//! The loop over incoming server transactions: in-dialog requests go to their dialog, new
+//! INVITEs become [`IncomingCall`]s, everything else gets its final response here.
+
+use rsipstack::sip::{Header, HeadersExt, Method, StatusCode};
+use rsipstack::transaction::{TransactionReceiver, transaction::Transaction};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::leg::CallerLeg;
+use super::message::{inbound_headers, source_ip};
+use super::{IncomingCall, SipStack};
+use crate::identity::caller::request_uri_user;
+
+/// Methods idgate answers (the `Allow` header).
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, UPDATE, PRACK";
+
+pub(super) async fn run(
+    stack: SipStack,
+    mut incoming: TransactionReceiver,
+    calls: mpsc::Sender<IncomingCall>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let tx = tokio::select! {
+            _ = cancel.cancelled() => break,
+            tx = incoming.recv() => match tx {
+                Some(tx) => tx,
+                None => break,
+            },
+        };
+        let stack = stack.clone();
+        let calls = calls.clone();
+        tokio::spawn(async move { handle(stack, tx, calls).await });
+    }
+}
+
+async fn handle(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<IncomingCall>) {
+    if let Some(mut dialog) = stack.inner.dialogs.match_dialog(&tx) {
+        if let Err(e) = dialog.handle(&mut tx).await {
+            debug!(error = %e, "in-dialog request failed");
+        }
+        return;
+    }
+    let status = match tx.original.method {
+        Method::Invite if has_to_tag(&tx) => StatusCode::CallTransactionDoesNotExist,
+        Method::Invite => return new_invite(stack, tx, calls).await,
+        Method::Ack => return, // a stray ACK gets no response (RFC 3261 §17.2.3)
+        Method::Options => return options(&stack, tx).await,
+        Method::Bye
+        | Method::Cancel
+        | Method::Info
+        | Method::Update
+        | Method::PRack
+        | Method::Notify
+        | Method::Refer => StatusCode::CallTransactionDoesNotExist,
+        _ => StatusCode::MethodNotAllowed,
+    };
+    let allow = vec![Header::Allow(ALLOW.into())];
+    if let Err(e) = tx.reply_with(status, allow, None).await {
+        debug!(error = %e, "could not send final response");
+    }
+}
+
+fn has_to_tag(tx: &Transaction) -> bool {
+    tx.original
+        .to_header()
+        .ok()
+        .and_then(|to| to.tag().ok().flatten())
+        .is_some()
+}
+
+/// OPTIONS: 200 while accepting calls (a load balancer's health probe, RFC 3261 §11.2).
+async fn options(stack: &SipStack, mut tx: Transaction) {
+    let headers = vec![
+        Header::Allow(ALLOW.into()),
+        Header::Accept("application/sdp".into()),
+        Header::Other("Supported".into(), "replaces".into()),
+    ];
+    let _ = stack;
+    if let Err(e) = tx.reply_with(StatusCode::OK, headers, None).await {
+        debug!(error = %e, "could not answer OPTIONS");
+    }
+}
+
+async fn new_invite(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<IncomingCall>) {
+    let Some(source) = source_ip(&tx.original).filter(|ip| stack.is_trusted(*ip)) else {
+        warn!(source = ?source_ip(&tx.original), "INVITE from an untrusted peer refused");
+        let _ = tx.reply(StatusCode::Forbidden).await;
+        return;
+    };
+    let (state_tx, state_rx) = stack.inner.dialogs.new_dialog_state_channel();
+    let dialog = match stack.inner.dialogs.get_or_create_server_invite(
+        &tx,
+        state_tx,
+        None,
+        Some(stack.contact()),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(error = %e, "cannot create a dialog for an INVITE");
+            let _ = tx.reply(StatusCode::ServerInternalError).await;
+            return;
+        }
+    };
+    let (headers, spoofed) = inbound_headers(&tx.original, &stack.inner.settings.header_prefix);
+    let call = IncomingCall {
+        sip_call_id: tx
+            .original
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default(),
+        called: request_uri_user(&tx.original.uri.to_string()),
+        headers,
+        spoofed,
+        source,
+        offer: tx.original.body.clone(),
+        leg: CallerLeg::new(stack.clone(), dialog.clone(), state_rx),
+    };
+    if calls.try_send(call).is_err() {
+        warn!("call intake is full: INVITE answered 503");
+        let _ = dialog.reject(Some(StatusCode::ServiceUnavailable), None);
+    }
+    let mut dialog = dialog;
+    if let Err(e) = dialog.handle(&mut tx).await {
+        debug!(error = %e, "INVITE transaction ended with an error");
+    }
+}

@@ -1,0 +1,260 @@
+//! End to end on loopback: idgate as a process, SIPp as callers and as the agent queue.
+//! Each test starts its own idgate (own ports, own database) and bounds every wait.
+
+mod support;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use support::{Idgate, Sipp, header, header_count};
+
+const QUEUE_ROUTE: &str = r#"
+[[route]]
+name = "support"
+match = "*"
+target = "sip:queue@127.0.0.1:QUEUE_PORT"
+"#;
+
+/// A simulator that answers fast, so a verified call takes well under a second.
+const FAST_APPROVE: &str = "default = \"approve\"\ndelay_ms = 300\nhint_ms = 100\n";
+
+fn route(queue_port: u16) -> String {
+    QUEUE_ROUTE.replace("QUEUE_PORT", &queue_port.to_string())
+}
+
+fn call(idgate: &Idgate, scenario: &str, caller: &str, extra: &[&str]) -> Sipp {
+    let mut args = vec!["-set", "caller", caller, "-s", "5000"];
+    args.extend_from_slice(extra);
+    let target = idgate.sip_addr();
+    args.push(&target);
+    Sipp::start(idgate.dir.path(), scenario, &args, 1)
+}
+
+/// The queue that answers; started before idgate so its port goes into the route.
+fn queue(dir: &std::path::Path, scenario: &str) -> Sipp {
+    Sipp::start(dir, scenario, &[], 1)
+}
+
+fn assert_ok(name: &str, sipp: &mut Sipp, idgate: &Idgate) {
+    let status = sipp.wait(Duration::from_secs(45));
+    assert!(
+        status.success(),
+        "{name} SIPp failed ({status})\n--- SIPp trace ---\n{}\n--- idgate log ---\n{}",
+        sipp.trace(),
+        idgate.log()
+    );
+}
+
+fn verified_call_over(transport: &[&str]) {
+    let queue_dir = tempfile::tempdir().expect("dir");
+    let mut queue = queue(queue_dir.path(), "queue.xml");
+    let idgate = Idgate::start(&route(queue.port), FAST_APPROVE);
+    let mut caller = call(
+        &idgate,
+        "caller.xml",
+        "+46701234567",
+        &[&["-d", "2500"], transport].concat(),
+    );
+    assert_ok("caller", &mut caller, &idgate);
+    assert_ok("queue", &mut queue, &idgate);
+
+    let invite = queue.received("INVITE").expect("the queue got an INVITE");
+    assert_eq!(
+        header(&invite, "X-Identity-Status"),
+        Some("verified"),
+        "{invite}"
+    );
+    assert_eq!(header(&invite, "X-Identity-Method"), Some("simulator"));
+    assert_eq!(header(&invite, "X-Identity-Reason"), None);
+    assert_eq!(
+        header_count(&invite, "X-Identity-Status"),
+        1,
+        "the caller's forged header was dropped"
+    );
+    assert!(!invite.contains("forged-by-the-caller"), "{invite}");
+    let call_id = header(&invite, "X-Identity-Call").expect("X-Identity-Call");
+    assert!(uuid::Uuid::parse_str(call_id).is_ok(), "{call_id}");
+    assert!(
+        header(&invite, "From").is_some_and(|f| f.contains("+46701234567")),
+        "{invite}"
+    );
+    assert!(idgate.log().contains("spoofing attempt"));
+}
+
+#[test]
+fn verified_caller_reaches_the_queue_with_identity_headers_over_udp() {
+    verified_call_over(&[]);
+}
+
+#[test]
+fn verified_caller_reaches_the_queue_with_identity_headers_over_tcp() {
+    verified_call_over(&["-t", "t1"]);
+}
+
+#[test]
+fn a_declined_push_reaches_the_queue_unverified_with_its_reason() {
+    let queue_dir = tempfile::tempdir().expect("dir");
+    let mut queue = queue(queue_dir.path(), "queue.xml");
+    let simulator = format!(
+        "{FAST_APPROVE}[[provider.simulator.script]]\ncaller = \"+46701111111\"\noutcome = \"decline\"\n"
+    );
+    let idgate = Idgate::start(&route(queue.port), &simulator);
+    let mut caller = call(&idgate, "caller.xml", "+46701111111", &["-d", "2500"]);
+    assert_ok("caller", &mut caller, &idgate);
+    assert_ok("queue", &mut queue, &idgate);
+    let invite = queue.received("INVITE").expect("INVITE");
+    assert_eq!(
+        header(&invite, "X-Identity-Status"),
+        Some("unverified"),
+        "{invite}"
+    );
+    assert_eq!(header(&invite, "X-Identity-Reason"), Some("declined"));
+    assert_eq!(header(&invite, "X-Identity-Method"), Some("simulator"));
+}
+
+#[test]
+fn a_caller_who_hangs_up_during_identification_ends_cleanly_and_the_push_is_cancelled() {
+    let simulator = "default = \"approve\"\ndelay_ms = 20000\nhint_ms = 100\n";
+    let idgate = Idgate::start(&route(9), simulator);
+    let mut caller = call(&idgate, "caller.xml", "+46702222222", &["-d", "800"]);
+    assert_ok("caller", &mut caller, &idgate);
+    let log = wait_for_log(&idgate, "call ended");
+    assert!(log.contains("cancel-verification"), "{log}");
+    assert!(log.contains("outcome=\"abandoned\""), "{log}");
+}
+
+#[test]
+fn a_busy_queue_gets_the_caller_a_prompt_and_a_bye_never_silence() {
+    let queue_dir = tempfile::tempdir().expect("dir");
+    let mut queue = queue(queue_dir.path(), "queue_busy.xml");
+    let idgate = Idgate::start(&route(queue.port), FAST_APPROVE);
+    let mut caller = call(&idgate, "caller_waits.xml", "+46703333333", &[]);
+    assert_ok("caller", &mut caller, &idgate);
+    assert_ok("queue", &mut queue, &idgate);
+    let log = wait_for_log(&idgate, "call ended");
+    assert!(log.contains("outcome=\"queue-unavailable\""), "{log}");
+}
+
+#[test]
+fn a_busy_queue_falls_back_to_the_fallback_target() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut busy = queue(dir.path(), "queue_busy.xml");
+    let mut fallback = queue(dir.path(), "queue.xml");
+    let routes = format!(
+        "[[route]]\nname = \"support\"\nmatch = \"*\"\ntarget = \"sip:queue@127.0.0.1:{}\"\nfallback = \"sip:overflow@127.0.0.1:{}\"\n",
+        busy.port, fallback.port
+    );
+    let idgate = Idgate::start(&routes, FAST_APPROVE);
+    let mut caller = call(&idgate, "caller.xml", "+46704444444", &["-d", "2500"]);
+    assert_ok("caller", &mut caller, &idgate);
+    assert_ok("busy queue", &mut busy, &idgate);
+    assert_ok("fallback queue", &mut fallback, &idgate);
+    let invite = fallback.received("INVITE").expect("INVITE at the fallback");
+    assert_eq!(header(&invite, "X-Identity-Status"), Some("verified"));
+}
+
+#[test]
+fn refer_mode_embeds_the_headers_in_refer_to_and_on_the_refer() {
+    let routes = "[[route]]\nname = \"pbx\"\nmatch = \"*\"\ntransfer = \"refer\"\ntarget = \"sip:queue@pbx.example\"\n";
+    let idgate = Idgate::start(routes, FAST_APPROVE);
+    let mut caller = call(&idgate, "caller_refer.xml", "+46705555555", &[]);
+    assert_ok("caller", &mut caller, &idgate);
+    let refer = caller.received("REFER").expect("REFER");
+    let refer_to = header(&refer, "Refer-To").expect("Refer-To");
+    assert!(
+        refer_to.starts_with("<sip:queue@pbx.example?"),
+        "{refer_to}"
+    );
+    assert!(
+        refer_to.contains("X-Identity-Status=verified"),
+        "{refer_to}"
+    );
+    assert!(refer_to.contains("X-Identity-Call="), "{refer_to}");
+    assert_eq!(
+        header(&refer, "X-Identity-Status"),
+        Some("verified"),
+        "{refer}"
+    );
+    assert!(header(&refer, "Referred-By").is_some(), "{refer}");
+    let log = wait_for_log(&idgate, "call ended");
+    assert!(log.contains("outcome=\"referred\""), "{log}");
+}
+
+#[test]
+fn a_caller_can_cancel_while_idgate_rings() {
+    let routes = "[[route]]\nname = \"slow\"\nmatch = \"*\"\nanswer_after_ms = 3000\ntarget = \"sip:queue@127.0.0.1:9\"\n";
+    let idgate = Idgate::start(routes, FAST_APPROVE);
+    let mut caller = call(&idgate, "caller_cancel.xml", "+46706666666", &[]);
+    assert_ok("caller", &mut caller, &idgate);
+}
+
+#[test]
+fn an_unmatched_called_number_gets_404() {
+    let routes =
+        "[[route]]\nname = \"only-5001\"\nmatch = \"5001\"\ntarget = \"sip:queue@127.0.0.1:9\"\n";
+    let idgate = Idgate::start(routes, FAST_APPROVE);
+    let mut caller = call(&idgate, "caller.xml", "+46707777777", &[]);
+    let status = caller.wait(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(caller.trace().contains("SIP/2.0 404"), "{}", caller.trace());
+}
+
+#[test]
+fn options_is_answered_200_and_garbage_does_not_stop_the_server() {
+    let idgate = Idgate::start(&route(9), FAST_APPROVE);
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let port = socket.local_addr().expect("addr").port();
+    for garbage in [
+        &b"\x00\x01\x02 not sip"[..],
+        b"INVITE\r\n\r\n",
+        b"SIP/2.0 200\r\n\r\n",
+        &[0xffu8; 3000],
+    ] {
+        socket.send_to(garbage, idgate.sip_addr()).expect("send");
+    }
+    let options = format!(
+        "OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKopt1;rport\r\n\
+         From: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: options-1\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket
+        .send_to(options.as_bytes(), idgate.sip_addr())
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).expect("an answer to OPTIONS");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    assert!(
+        header(&answer, "Allow").is_some_and(|a| a.contains("INVITE")),
+        "{answer}"
+    );
+}
+
+#[test]
+fn an_invite_from_an_untrusted_peer_gets_403() {
+    let routes = route(9);
+    let idgate = Idgate::start_with(
+        &routes,
+        FAST_APPROVE,
+        "trusted_peers = [\"10.99.0.0/16\"]\n",
+    );
+    let mut caller = call(&idgate, "caller.xml", "+46708888888", &[]);
+    let status = caller.wait(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(caller.trace().contains("SIP/2.0 403"), "{}", caller.trace());
+}
+
+/// Waits (bounded) until idgate's log contains `needle`; returns the log.
+fn wait_for_log(idgate: &Idgate, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = idgate.log();
+        if log.contains(needle) || std::time::Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,255 @@
+//! The end-to-end harness: idgate started as a process with a test config, SIPp as callers and
+//! as the agent queue, all on loopback. Every wait is bounded.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A UDP+TCP port pair free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = udp.local_addr() else { continue };
+        if TcpListener::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
+/// An RTP range no other test of this process uses (ranges are spread by process id too).
+pub fn rtp_range() -> (u16, u16) {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed) as u32 + (std::process::id() % 50) * 4;
+    let min = 20_000 + (slot % 200) * 100;
+    (min as u16, (min + 98) as u16)
+}
+
+/// A running idgate.
+pub struct Idgate {
+    child: Child,
+    pub sip_port: u16,
+    pub http_port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Idgate {
+    /// Starts idgate with `routes` as its only dialplan file and `simulator` as the body of
+    /// `[provider.simulator]`; waits until /healthz answers.
+    pub fn start(routes: &str, simulator: &str) -> Idgate {
+        Idgate::start_with(routes, simulator, "")
+    }
+
+    /// As `start`, with extra lines for the `[sip]` section.
+    pub fn start_with(routes: &str, simulator: &str, sip_extra: &str) -> Idgate {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sip_port = free_port();
+        let http_port = free_port();
+        let (rtp_min, rtp_max) = rtp_range();
+        let dialplans = dir.path().join("dialplans");
+        std::fs::create_dir(&dialplans).expect("dialplan dir");
+        std::fs::write(dialplans.join("10-test.toml"), routes).expect("routes");
+        let db = dir.path().join("idgate.db");
+        let config = format!(
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_extra}\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+             [media]\nrtp_port_min = {rtp_min}\nrtp_port_max = {rtp_max}\n\
+             [store]\nurl = \"sqlite://{db}\"\n\
+             [dialplan]\ndir = \"{dialplans}\"\n\
+             [provider.simulator]\n{simulator}\n",
+            db = db.display(),
+            dialplans = dialplans.display(),
+        );
+        let config_path = dir.path().join("idgate.toml");
+        std::fs::write(&config_path, config).expect("config");
+        let log = std::fs::File::create(dir.path().join("idgate.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_idgate"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start idgate");
+        let idgate = Idgate {
+            child,
+            sip_port,
+            http_port,
+            dir,
+        };
+        idgate.wait_healthy();
+        idgate
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self
+                .http_get("/healthz")
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("idgate did not become healthy; log:\n{}", self.log());
+    }
+
+    /// A plain HTTP/1.1 GET on the API; the whole response text.
+    pub fn http_get(&self, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    }
+
+    /// idgate's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("idgate.log")).unwrap_or_default()
+    }
+
+    /// The SQLite database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("idgate.db")
+    }
+
+    /// `127.0.0.1:<sip port>`.
+    pub fn sip_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.sip_port)
+    }
+}
+
+impl Drop for Idgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A SIPp process.
+pub struct Sipp {
+    child: Child,
+    pub messages: PathBuf,
+    pub port: u16,
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+impl Sipp {
+    /// Starts SIPp with a scenario from tests/sipp, bounded to `calls` calls and 60 s.
+    pub fn start(dir: &Path, scenario_file: &str, args: &[&str], calls: u32) -> Sipp {
+        let port = free_port();
+        let media_port = free_port();
+        let messages = dir.join(format!("{scenario_file}.{port}.messages.log"));
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(scenario(scenario_file))
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-mp",
+                &media_port.to_string(),
+            ])
+            .args([
+                "-m",
+                &calls.to_string(),
+                "-timeout",
+                "60s",
+                "-timeout_error",
+                "-nostdin",
+            ])
+            .args(["-trace_msg", "-message_file"])
+            .arg(&messages)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sipp (apt-get install sip-tester)");
+        Sipp {
+            child,
+            messages,
+            port,
+        }
+    }
+
+    /// Waits for SIPp to end (bounded); its exit status is 0 only when every call succeeded.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().expect("sipp wait");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything SIPp sent and received.
+    pub fn trace(&self) -> String {
+        std::fs::read_to_string(&self.messages).unwrap_or_default()
+    }
+
+    /// The first received request of `method`, as text.
+    pub fn received(&self, method: &str) -> Option<String> {
+        received_request(&self.trace(), method)
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first request of `method` in a SIPp message log, up to the next log entry.
+pub fn received_request(trace: &str, method: &str) -> Option<String> {
+    let mut entries = trace.split("----------------------------------------------");
+    entries.find_map(|entry| {
+        let body = entry.split_once("message received")?.1;
+        let start = body.find(&format!("{method} sip:"))?;
+        Some(body[start..].to_string())
+    })
+}
+
+/// The value of header `name` in a message text (first occurrence), trimmed.
+pub fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// How many headers named `name` a message has.
+pub fn header_count(message: &str, name: &str) -> usize {
+    message
+        .lines()
+        .filter(|line| {
+            line.split_once(':')
+                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        })
+        .count()
+}
