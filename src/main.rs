@@ -1,6 +1,7 @@
 //! idgate's entry point: reads like a runbook. Only here are the modules wired together.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -82,6 +83,7 @@ fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::new(format!("{base},rsipstack=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

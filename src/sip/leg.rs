@@ -118,6 +118,7 @@ impl CallerLeg {
         let refer_to = rsipstack::sip::ReferTo::new(format!("<{target}{sep}{embedded}>"));
         let mut extra: Vec<Header> = headers.iter().map(|(n, v)| raw_header(n, v)).collect();
         extra.push(raw_header("Referred-By", &format!("<{referred_by}>")));
+        extra.push(raw_header("Contact", &format!("<{referred_by}>")));
         match self.dialog.refer(refer_to, Some(extra), None).await {
             Ok(Some(resp)) => u16::from(resp.status_code),
             Ok(None) => 0,
