@@ -19,10 +19,12 @@ pub enum ConfigError {
     /// Not valid TOML, or a key the schema does not know, or a value of the wrong type. The
     /// message is toml's own (it names the key, e.g. ``unknown field `lisen`, expected one of
     /// ...``); the source line is not echoed, as it may hold personal data.
-    #[error("{}: {message}", location(.file, *.line, *.column))]
+    #[error("{}: {}{message}", location(.file, *.line, *.column), key_prefix(.key))]
     Parse {
         /// The file (or `... (embedded)` for a built-in one).
         file: String,
+        /// The dotted key at the error's position (`http.listen`), when there is one.
+        key: Option<String>,
         /// 1-based line of the offending key or value, when toml knows it.
         line: Option<usize>,
         /// 1-based column, when toml knows it.
@@ -82,11 +84,46 @@ impl ConfigError {
         };
         ConfigError::Parse {
             file: file.to_owned(),
+            key: err.span().and_then(|span| key_at(source, span.start)),
             line,
             column,
             message: err.message().trim_end().to_owned(),
         }
     }
+}
+
+/// `"<key>: "` for a known key, else nothing.
+fn key_prefix(key: &Option<String>) -> String {
+    key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default()
+}
+
+/// The dotted key whose line holds byte `offset`: the last `[table]` header above it and the
+/// key left of `=` on that line (`[[route]]` entries are counted: `route[2].target`). Only
+/// key names are returned, never values, which may hold personal data.
+fn key_at(source: &str, offset: usize) -> Option<String> {
+    let before = source.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = source[line_start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let mut table = String::new();
+    let mut entries: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for header in before[..line_start].lines().map(str::trim) {
+        if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            let count = entries.entry(name.trim().to_owned()).or_insert(0);
+            *count += 1;
+            table = format!("{}[{}]", name.trim(), *count - 1);
+        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = name.trim().to_owned();
+        }
+    }
+    Some(if table.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{table}.{key}")
+    })
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `source`.
