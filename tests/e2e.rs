@@ -45,6 +45,23 @@ fn assert_ok(name: &str, sipp: &mut Sipp, idgate: &Idgate) {
     );
 }
 
+/// The call row idgate wrote, read through the store once the call has ended.
+fn call_row(idgate: &Idgate, call_id: &str) -> idgate::store::CallRow {
+    let id = uuid::Uuid::parse_str(call_id).expect("call id");
+    let url = format!("sqlite://{}", idgate.db_path().display());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = idgate::store::Store::connect(&url)
+            .await
+            .expect("open the store");
+        store
+            .get_call(id)
+            .await
+            .expect("query")
+            .expect("a row for the call")
+    })
+}
+
 fn verified_call_over(transport: &[&str]) {
     let queue_dir = tempfile::tempdir().expect("dir");
     let mut queue = queue(queue_dir.path(), "queue.xml");
@@ -110,6 +127,36 @@ fn a_declined_push_reaches_the_queue_unverified_with_its_reason() {
     );
     assert_eq!(header(&invite, "X-Identity-Reason"), Some("declined"));
     assert_eq!(header(&invite, "X-Identity-Method"), Some("simulator"));
+}
+
+#[test]
+fn an_anonymous_caller_on_a_route_without_keypad_reaches_the_queue_as_anonymous() {
+    let queue_dir = tempfile::tempdir().expect("dir");
+    let mut queue = queue(queue_dir.path(), "queue.xml");
+    let routes = format!(
+        "[[route]]\nname = \"support\"\nmatch = \"*\"\nkeypad = false\ntarget = \"sip:queue@127.0.0.1:{}\"\n",
+        queue.port
+    );
+    let idgate = Idgate::start(&routes, FAST_APPROVE);
+    let mut caller = call(&idgate, "caller.xml", "anonymous", &["-d", "2000"]);
+    assert_ok("caller", &mut caller, &idgate);
+    assert_ok("queue", &mut queue, &idgate);
+    let invite = queue.received("INVITE").expect("INVITE");
+    assert_eq!(
+        header(&invite, "X-Identity-Status"),
+        Some("unverified"),
+        "{invite}"
+    );
+    assert_eq!(header(&invite, "X-Identity-Reason"), Some("anonymous"));
+    assert_eq!(
+        header(&invite, "X-Identity-Method"),
+        None,
+        "no provider was tried"
+    );
+    assert!(
+        header(&invite, "From").is_some_and(|f| f.contains("sip:anonymous@")),
+        "{invite}"
+    );
 }
 
 #[test]

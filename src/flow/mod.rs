@@ -324,12 +324,19 @@ impl Flow {
             self.order = Order::Ended;
             self.emit(Action::CancelVerification);
         }
+        // A route that does not identify says nothing about it: hold music goes on.
         let prompt = match verdict {
-            Verdict::Verified { .. } => PromptId::Verified,
-            Verdict::Unverified { .. } => PromptId::NotVerified,
+            Verdict::Verified { .. } => Some(PromptId::Verified),
+            Verdict::Unverified {
+                reason: Reason::Skipped,
+                ..
+            } => None,
+            Verdict::Unverified { .. } => Some(PromptId::NotVerified),
         };
         self.emit(Action::Decided(verdict));
-        self.play(prompt);
+        if let Some(prompt) = prompt {
+            self.play(prompt);
+        }
         self.transfer(now, self.policy.transfer, Target::Primary)
     }
 

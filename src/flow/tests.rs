@@ -267,7 +267,7 @@ fn prompts_wait_for_the_greeting_and_the_latest_wins() {
 }
 
 #[test]
-fn no_identification_hands_over_skipped_after_the_greeting() {
+fn no_identification_hands_over_skipped_without_a_not_verified_prompt() {
     let t0 = Instant::now();
     let mut flow = Flow::new(Policy {
         identify: false,
@@ -279,8 +279,9 @@ fn no_identification_hands_over_skipped_after_the_greeting() {
         actions,
         [play(PromptId::Greeting), skipped, to_queue(Target::Primary)]
     );
+    // The greeting ends into hold music; "we could not verify you" would be wrong here.
     let actions = run(&mut flow, secs(t0, 5), greeting_done());
-    assert_eq!(actions, [play(PromptId::NotVerified)]);
+    assert_eq!(actions, []);
 }
 
 #[test]
