@@ -96,6 +96,20 @@ fn verified_call_over(transport: &[&str]) {
         "{invite}"
     );
     assert!(idgate.log().contains("spoofing attempt"));
+
+    wait_for_log(&idgate, "outcome=\"connected\"");
+    let row = call_row(&idgate, call_id);
+    assert_eq!(row.status, Some(idgate::store::CallStatus::Verified));
+    assert_eq!(row.method, Some(idgate::identity::Method::Simulator));
+    assert_eq!(row.reason, None);
+    assert_eq!(row.caller, "+46701234567");
+    assert_eq!(row.called, "5000");
+    assert_eq!(row.route.as_deref(), Some("support"));
+    assert_eq!(
+        row.transfer_outcome,
+        Some(idgate::store::TransferOutcome::Connected)
+    );
+    assert!(row.answered_at.is_some() && row.verdict_at.is_some() && row.ended_at.is_some());
 }
 
 #[test]

@@ -115,7 +115,7 @@ async fn try_answer(
         .and_then(|called| services.dialplan.route_for(called))
         .cloned()
         .ok_or(SetupError::NoRoute)?;
-    let caller = extract_caller(&call.headers, true, &route.region);
+    let caller = extract_caller(&call.headers, call.trusted_peer, &route.region);
     let lang = language_code(route.language);
     let prompts = services
         .prompts

@@ -46,7 +46,7 @@ async fn handle(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<Incomi
         Method::Invite if has_to_tag(&tx) => StatusCode::CallTransactionDoesNotExist,
         Method::Invite => return new_invite(stack, tx, calls).await,
         Method::Ack => return, // a stray ACK gets no response (RFC 3261 §17.2.3)
-        Method::Options => return options(&stack, tx).await,
+        Method::Options => return options(tx).await,
         Method::Bye
         | Method::Cancel
         | Method::Info
@@ -71,13 +71,12 @@ fn has_to_tag(tx: &Transaction) -> bool {
 }
 
 /// OPTIONS: 200 while accepting calls (a load balancer's health probe, RFC 3261 §11.2).
-async fn options(stack: &SipStack, mut tx: Transaction) {
+async fn options(mut tx: Transaction) {
     let headers = vec![
         Header::Allow(ALLOW.into()),
         Header::Accept("application/sdp".into()),
         Header::Other("Supported".into(), "replaces".into()),
     ];
-    let _ = stack;
     if let Err(e) = tx.reply_with(StatusCode::OK, headers, None).await {
         debug!(error = %e, "could not answer OPTIONS");
     }
@@ -114,6 +113,7 @@ async fn new_invite(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<In
         headers,
         spoofed,
         source,
+        trusted_peer: true,
         offer: tx.original.body.clone(),
         leg: CallerLeg::new(stack.clone(), dialog.clone(), state_rx),
     };

@@ -86,6 +86,9 @@ pub struct IncomingCall {
     pub spoofed: Vec<String>,
     /// The source address of the INVITE (from the top Via's received/sent-by).
     pub source: IpAddr,
+    /// Whether the source is a trusted peer (only then is P-Asserted-Identity believed). Today
+    /// every INVITE that reaches the application is; digest-authenticated trunks may not be.
+    pub trusted_peer: bool,
     /// The SDP offer (may be empty: offerless INVITE).
     pub offer: Vec<u8>,
     /// The caller leg.
