@@ -1,0 +1,260 @@
+//! SIP and RTP on the wire from a hand-written user agent (a UDP socket in the test): what a
+//! SIPp scenario cannot easily show. 200 OK retransmitted until ACK, RTP paced to the SDP
+//! address with continuous sequence numbers and timestamps, 488, and final responses to
+//! methods idgate does not serve.
+
+mod support;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use support::{Idgate, header};
+
+const NO_IDENTIFY: &str = "[[route]]\nname = \"plain\"\nmatch = \"*\"\nidentify = false\ntarget = \"sip:queue@127.0.0.1:9\"\n";
+const SIMULATOR: &str = "default = \"approve\"\ndelay_ms = 300\nhint_ms = 100\n";
+
+/// A user agent made of one UDP socket for SIP and one for RTP.
+struct RawUa {
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    target: String,
+}
+
+impl RawUa {
+    fn new(idgate: &Idgate) -> RawUa {
+        let sip = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        RawUa {
+            sip,
+            rtp,
+            target: idgate.sip_addr(),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.sip.local_addr().expect("addr").port()
+    }
+
+    fn send(&self, text: &str) {
+        self.sip
+            .send_to(text.as_bytes(), &self.target)
+            .expect("send");
+    }
+
+    /// The next SIP message, or None after `limit`.
+    fn recv(&self, limit: Duration) -> Option<String> {
+        self.sip.set_read_timeout(Some(limit)).ok()?;
+        let mut buf = [0u8; 8192];
+        let (n, _) = self.sip.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Messages until one starts with `start` (bounded); returns it and how many came before.
+    fn recv_until(&self, start: &str, limit: Duration) -> Option<(String, usize)> {
+        let deadline = Instant::now() + limit;
+        let mut skipped = 0;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let msg = self.recv(left)?;
+            if msg.starts_with(start) {
+                return Some((msg, skipped));
+            }
+            skipped += 1;
+        }
+        None
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        call_id: &str,
+        cseq: u32,
+        to_tag: &str,
+        extra: &str,
+        body: &str,
+    ) -> String {
+        format!(
+            "{method} sip:5000@{target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id}{cseq}{method};rport\r\n\
+             From: <sip:+46701234567@127.0.0.1:{port}>;tag=raw1\r\nTo: <sip:5000@{target}>{to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:raw@127.0.0.1:{port}>\r\n\
+             Max-Forwards: 70\r\n{extra}Content-Length: {len}\r\n\r\n{body}",
+            target = self.target,
+            port = self.port(),
+            len = body.len(),
+        )
+    }
+
+    fn offer(&self, payloads: &str, rtpmaps: &str) -> String {
+        let port = self.rtp.local_addr().expect("addr").port();
+        format!(
+            "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {payloads}\r\n{rtpmaps}"
+        )
+    }
+
+    fn invite(&self, call_id: &str, offer: &str) -> String {
+        self.request(
+            "INVITE",
+            call_id,
+            1,
+            "",
+            "Content-Type: application/sdp\r\n",
+            offer,
+        )
+    }
+}
+
+/// The To tag idgate put in its response (`;tag=...`), to build in-dialog requests.
+fn to_tag(response: &str) -> String {
+    let to = header(response, "To").expect("To");
+    let tag = to.split(";tag=").nth(1).expect("a To tag");
+    format!(";tag={}", tag.split(';').next().unwrap_or(tag))
+}
+
+#[test]
+fn the_200_ok_is_retransmitted_until_the_ack_and_rtp_flows_with_continuous_numbering() {
+    let idgate = Idgate::start(NO_IDENTIFY, SIMULATOR);
+    let ua = RawUa::new(&idgate);
+    let offer = ua.offer(
+        "0 101",
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
+    ua.send(&ua.invite("wire-1", &offer));
+
+    // No ACK yet: RFC 3261 §13.3.1.4, the 2xx is sent again at T1, 2*T1, ... (500 ms, 1 s).
+    let (ok, _) = ua
+        .recv_until("SIP/2.0 200", Duration::from_secs(5))
+        .expect("200 OK");
+    let (again, _) = ua
+        .recv_until("SIP/2.0 200", Duration::from_secs(3))
+        .expect("a retransmitted 200 OK");
+    assert_eq!(header(&ok, "CSeq"), header(&again, "CSeq"));
+    assert!(ok.contains("m=audio") && ok.contains("RTP/AVP 0"), "{ok}");
+    let tag = to_tag(&ok);
+    ua.send(&ua.request("ACK", "wire-1", 1, &tag, "", ""));
+
+    let packets = receive_rtp(&ua.rtp, 300, Duration::from_secs(15));
+    assert!(packets.len() >= 300, "only {} RTP packets", packets.len());
+    assert_continuous(&packets);
+    assert!(
+        packets
+            .iter()
+            .all(|p| p.payload_type == 0 && p.payload_len == 160),
+        "PCMU, 20 ms frames"
+    );
+    assert!(
+        packets.iter().skip(1).any(|p| p.marker),
+        "a marker bit where the greeting gives way to hold music"
+    );
+
+    ua.send(&ua.request("BYE", "wire-1", 2, &tag, "", ""));
+    let (bye_ok, _) = ua
+        .recv_until("SIP/2.0 200", Duration::from_secs(5))
+        .expect("200 to BYE");
+    assert!(
+        header(&bye_ok, "CSeq").is_some_and(|c| c.ends_with("BYE")),
+        "{bye_ok}"
+    );
+}
+
+#[test]
+fn an_offer_without_pcmu_or_pcma_gets_488() {
+    let idgate = Idgate::start(NO_IDENTIFY, SIMULATOR);
+    let ua = RawUa::new(&idgate);
+    let offer = ua.offer(
+        "9 101",
+        "a=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
+    ua.send(&ua.invite("wire-488", &offer));
+    let (answer, _) = ua
+        .recv_until("SIP/2.0 488", Duration::from_secs(5))
+        .expect("488");
+    assert!(
+        header(&answer, "CSeq").is_some_and(|c| c.ends_with("INVITE")),
+        "{answer}"
+    );
+}
+
+#[test]
+fn methods_idgate_does_not_serve_get_sane_final_responses() {
+    let idgate = Idgate::start(NO_IDENTIFY, SIMULATOR);
+    let ua = RawUa::new(&idgate);
+    let cases = [
+        ("REGISTER", "SIP/2.0 405"),
+        ("SUBSCRIBE", "SIP/2.0 405"),
+        ("MESSAGE", "SIP/2.0 405"),
+        ("BYE", "SIP/2.0 481"),
+        ("INFO", "SIP/2.0 481"),
+        ("CANCEL", "SIP/2.0 481"),
+    ];
+    for (i, (method, expected)) in cases.into_iter().enumerate() {
+        let call_id = format!("wire-method-{i}");
+        ua.send(&ua.request(method, &call_id, 1, "", "", ""));
+        let answer = ua
+            .recv(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no answer to {method}"));
+        assert!(answer.starts_with(expected), "{method}: {answer}");
+        if expected.ends_with("405") {
+            assert!(
+                header(&answer, "Allow").is_some_and(|a| a.contains("INVITE")),
+                "{answer}"
+            );
+        }
+    }
+}
+
+/// The RTP fields the tests check.
+#[derive(Debug)]
+struct Rtp {
+    payload_type: u8,
+    marker: bool,
+    seq: u16,
+    timestamp: u32,
+    ssrc: u32,
+    payload_len: usize,
+}
+
+fn receive_rtp(socket: &UdpSocket, count: usize, limit: Duration) -> Vec<Rtp> {
+    let deadline = Instant::now() + limit;
+    let mut packets = Vec::new();
+    let mut buf = [0u8; 2048];
+    while packets.len() < count {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        let Ok((n, _)) = socket.recv_from(&mut buf) else {
+            break;
+        };
+        if n >= 12 && buf[0] >> 6 == 2 {
+            packets.push(Rtp {
+                payload_type: buf[1] & 0x7f,
+                marker: buf[1] & 0x80 != 0,
+                seq: u16::from_be_bytes([buf[2], buf[3]]),
+                timestamp: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+                ssrc: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+                payload_len: n - 12,
+            });
+        }
+    }
+    packets
+}
+
+/// One SSRC, sequence +1 and timestamp +160 per packet (loopback loses nothing).
+fn assert_continuous(packets: &[Rtp]) {
+    for pair in packets.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert_eq!(a.ssrc, b.ssrc, "one SSRC for the whole call");
+        assert_eq!(
+            b.seq,
+            a.seq.wrapping_add(1),
+            "sequence continuous: {a:?} -> {b:?}"
+        );
+        assert_eq!(
+            b.timestamp,
+            a.timestamp.wrapping_add(160),
+            "timestamps on the 20 ms grid: {a:?} -> {b:?}"
+        );
+    }
+}
