@@ -16,7 +16,6 @@ use idgate::identity::headers::HeaderOptions;
 use idgate::media::{MediaConfig, MediaEngine, PromptSet};
 use idgate::sip::{SipSettings, SipStack};
 use idgate::store::Store;
-use idgate::verify::simulator::Simulator;
 
 /// idgate identifies callers with a strong eID push before they reach a contact center's
 /// agents, and hands the call to the agent queue with a verified / unverified verdict.
@@ -94,7 +93,7 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let store = Store::connect(&config.store.url)
         .await
         .with_context(|| format!("store.url {:?}", config.store.url))?;
-    let provider = Arc::new(Simulator::new(config.provider.simulator.clone()));
+    let provider = idgate::verify::from_config(&config.provider)?;
     let prompts = load_prompts()?;
     let media = MediaEngine::start(MediaConfig {
         bind_ip: config.media.bind_ip,

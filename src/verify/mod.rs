@@ -3,6 +3,9 @@
 
 pub mod simulator;
 
+#[cfg(test)]
+pub mod contract;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -119,4 +122,39 @@ pub trait Provider: Send + Sync + 'static {
     fn supports_phone(&self) -> bool;
     /// Starts an order.
     fn start(&self, request: VerifyRequest) -> Verification;
+}
+
+/// A provider could not be set up from its configuration (certificates, URLs).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A file named in the configuration could not be read or parsed.
+    #[error("{key}: {path}: {detail}")]
+    File {
+        /// The config key that names the file.
+        key: &'static str,
+        /// The file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A setting is not usable.
+    #[error("{key}: {detail}")]
+    Invalid {
+        /// The config key.
+        key: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The provider the configuration names, ready to take orders.
+pub fn from_config(
+    config: &crate::config::ProviderConfig,
+) -> Result<std::sync::Arc<dyn Provider>, SetupError> {
+    use crate::config::ProviderKind;
+    Ok(match config.kind {
+        ProviderKind::Simulator => {
+            std::sync::Arc::new(simulator::Simulator::new(config.simulator.clone()))
+        }
+    })
 }
