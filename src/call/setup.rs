@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use crate::config::{Language, Route};
+use crate::config::Route;
 use crate::identity::CallerId;
 use crate::identity::caller::extract_caller;
 use crate::media::sdp::{self, Negotiated, SdpError};
@@ -116,7 +116,7 @@ async fn try_answer(
         .cloned()
         .ok_or(SetupError::NoRoute)?;
     let caller = extract_caller(&call.headers, call.trusted_peer, &route.region);
-    let lang = language_code(route.language);
+    let lang = route.language.as_str();
     let prompts = services
         .prompts
         .get(lang)
@@ -202,13 +202,5 @@ async fn record_call(
     };
     if let Err(e) = services.store.insert_call(&row).await {
         tracing::error!(error = %e, "call row not written");
-    }
-}
-
-/// The prompt-set key of a route language.
-fn language_code(language: Language) -> &'static str {
-    match language {
-        Language::Sv => "sv",
-        Language::En => "en",
     }
 }

@@ -296,6 +296,7 @@ impl Call<'_> {
         let request = VerifyRequest {
             call_id: self.id,
             subject,
+            language: self.answered.route.language.as_str(),
         };
         self.verification = Some(self.services.provider.start(request));
         self.verification_final = false;

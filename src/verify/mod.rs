@@ -28,6 +28,8 @@ pub struct VerifyRequest {
     pub call_id: Uuid,
     /// Whom to push to.
     pub subject: Subject,
+    /// The route's language (`"sv"`, `"en"`): the language of the text shown in the app.
+    pub language: &'static str,
 }
 
 /// What the provider says while the order is pending (drives the prompts).

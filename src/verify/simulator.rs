@@ -355,6 +355,7 @@ mod tests {
         sim.start(VerifyRequest {
             call_id: Uuid::new_v4(),
             subject,
+            language: "sv",
         })
     }
 
