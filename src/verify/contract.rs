@@ -73,6 +73,7 @@ fn request(who: &PersonalNumber) -> VerifyRequest {
     VerifyRequest {
         call_id: Uuid::new_v4(),
         subject: Subject::Person(who.clone()),
+        language: "sv",
     }
 }
 
