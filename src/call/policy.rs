@@ -1,7 +1,10 @@
 //! From a dialplan route to the flow's policy.
 
 use crate::config::{Route, Transfer};
+use std::time::SystemTime;
+
 use crate::flow::{Policy, TransferMode};
+use crate::identity::personal_number::CivilDate;
 use crate::verify::Provider;
 
 /// The flow policy for a route, given what the provider can do.
@@ -20,6 +23,7 @@ pub(super) fn for_route(route: &Route, provider: &dyn Provider) -> Policy {
         },
         has_fallback: route.fallback.is_some(),
         method: provider.method(),
+        today: Some(CivilDate::today_utc(SystemTime::now())),
         ..Policy::default()
     }
 }

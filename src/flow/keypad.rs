@@ -150,7 +150,10 @@ impl Flow {
         if keypad.digits.is_empty() {
             return self.attempt_failed(now, keypad, false);
         }
-        let parsed = PersonalNumber::parse(keypad.digits.as_str());
+        let parsed = match self.policy.today {
+            Some(today) => PersonalNumber::parse_keypad(keypad.digits.as_str(), today),
+            None => PersonalNumber::parse(keypad.digits.as_str()),
+        };
         keypad.digits.clear();
         match parsed {
             Ok(person) => self.start_verification(Subject::Person(person.clone()), Some(person)),

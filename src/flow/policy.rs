@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::identity::Method;
+use crate::identity::personal_number::CivilDate;
 
 /// How the call is handed to the agent queue (`DESIGN.md`, step 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,9 @@ pub struct Policy {
     pub has_fallback: bool,
     /// The provider's method, written in verdicts (`X-Identity-Method`).
     pub method: Method,
+    /// Today's date, for keypad entries of 10 digits (`YYMMDDNNNN`, century inferred). None
+    /// accepts only 12 digits. A parameter, like time: the flow reads no clock.
+    pub today: Option<CivilDate>,
 }
 
 impl Default for Policy {
@@ -70,6 +74,7 @@ impl Default for Policy {
             transfer: TransferMode::B2bua,
             has_fallback: false,
             method: Method::Simulator,
+            today: None,
         }
     }
 }

@@ -42,6 +42,29 @@ impl CivilDate {
     pub fn is_valid(&self) -> bool {
         (1..=12).contains(&self.month) && self.day >= 1 && self.day <= days_in_month(self)
     }
+
+    /// The date `days` days after 1970-01-01 (proleptic Gregorian; Howard Hinnant's
+    /// `civil_from_days`, written out because no dependency is worth one function).
+    pub fn from_unix_days(days: i64) -> CivilDate {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+        CivilDate { year, month, day }
+    }
+
+    /// Today's date in UTC from the system clock (for keypad century inference).
+    pub fn today_utc(now: std::time::SystemTime) -> CivilDate {
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        CivilDate::from_unix_days((secs / 86_400) as i64)
+    }
 }
 
 fn is_leap_year(year: i32) -> bool {
@@ -252,6 +275,33 @@ impl PersonName {
 impl fmt::Debug for PersonName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PersonName(****)")
+    }
+}
+
+#[cfg(test)]
+mod civil_tests {
+    use super::CivilDate;
+
+    #[test]
+    fn unix_days_to_civil_dates() {
+        let d = |y, m, day| CivilDate {
+            year: y,
+            month: m,
+            day,
+        };
+        assert_eq!(CivilDate::from_unix_days(0), d(1970, 1, 1));
+        assert_eq!(CivilDate::from_unix_days(-1), d(1969, 12, 31));
+        assert_eq!(CivilDate::from_unix_days(11_016), d(2000, 2, 29));
+        assert_eq!(CivilDate::from_unix_days(20_513), d(2026, 3, 1));
+        assert_eq!(CivilDate::from_unix_days(20_779), d(2026, 11, 22));
+        // Every day of four centuries maps to a valid date, one day after the previous.
+        let mut prev = CivilDate::from_unix_days(-73_000);
+        for days in -72_999..73_000 {
+            let next = CivilDate::from_unix_days(days);
+            assert!(next.is_valid(), "{next:?}");
+            assert!(next > prev, "{prev:?} -> {next:?}");
+            prev = next;
+        }
     }
 }
 

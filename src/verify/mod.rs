@@ -2,6 +2,7 @@
 //! later), and the customer directory.
 
 pub mod simulator;
+pub mod tls;
 
 #[cfg(test)]
 pub mod contract;

@@ -190,3 +190,32 @@ fn the_digit_buffer_is_redacted() {
     assert!(!shown.contains("1912"), "{shown}");
     assert!(!format!("{keypad:?}").contains("1912"));
 }
+
+#[test]
+fn ten_digits_are_accepted_with_the_century_inferred_from_today() {
+    let t0 = Instant::now();
+    let today = crate::identity::personal_number::CivilDate {
+        year: 2026,
+        month: 11,
+        day: 23,
+    };
+    let with_today = Policy {
+        today: Some(today),
+        ..policy()
+    };
+    let mut flow = asked_for_number(with_today, t0);
+    // 8112289874: born 1981, not 2081.
+    let actions = type_keys(&mut flow, secs(t0, 10), "8112289874#");
+    assert_eq!(
+        actions[0],
+        Action::StartVerification(Subject::Person(pnr(BOB)))
+    );
+}
+
+#[test]
+fn ten_digits_are_refused_when_the_flow_has_no_date() {
+    let t0 = Instant::now();
+    let mut flow = asked_for_number(policy(), t0);
+    let actions = type_keys(&mut flow, secs(t0, 10), "8112289874#");
+    assert_eq!(actions, [say(PromptId::InvalidNumber)]);
+}
