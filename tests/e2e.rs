@@ -174,6 +174,36 @@ fn an_anonymous_caller_on_a_route_without_keypad_reaches_the_queue_as_anonymous(
 }
 
 #[test]
+fn an_anonymous_caller_types_a_personal_number_by_sip_info_and_is_verified() {
+    let queue_dir = tempfile::tempdir().expect("dir");
+    let mut queue = queue(queue_dir.path(), "queue.xml");
+    let routes = format!(
+        "[[route]]\nname = \"keypad\"\nmatch = \"*\"\ndirectory = false\nphone_push = false\ntarget = \"sip:queue@127.0.0.1:{}\"\n",
+        queue.port
+    );
+    let idgate = Idgate::start(&routes, FAST_APPROVE);
+    // The scenario types 8112289874# (ten digits: the century is inferred).
+    let mut caller = call(&idgate, "caller_keypad.xml", "anonymous", &["-d", "3000"]);
+    assert_ok("caller", &mut caller, &idgate);
+    assert_ok("queue", &mut queue, &idgate);
+    let invite = queue.received("INVITE").expect("INVITE");
+    assert_eq!(
+        header(&invite, "X-Identity-Status"),
+        Some("verified"),
+        "{invite}"
+    );
+    assert_eq!(
+        header(&invite, "X-Identity-Subject"),
+        Some("19811228-****"),
+        "{invite}"
+    );
+    assert!(
+        !idgate.log().contains("8112289874"),
+        "typed digits never reach the log"
+    );
+}
+
+#[test]
 fn a_caller_who_hangs_up_during_identification_ends_cleanly_and_the_push_is_cancelled() {
     let simulator = "default = \"approve\"\ndelay_ms = 20000\nhint_ms = 100\n";
     let idgate = Idgate::start(&route(9), simulator);

@@ -202,6 +202,104 @@ fn methods_idgate_does_not_serve_get_sane_final_responses() {
     }
 }
 
+#[test]
+fn keypad_digits_sent_as_rfc4733_events_identify_an_anonymous_caller() {
+    let routes = "[[route]]\nname = \"keypad\"\nmatch = \"*\"\ndirectory = false\nphone_push = false\ntarget = \"sip:queue@127.0.0.1:9\"\n";
+    let idgate = Idgate::start(routes, SIMULATOR);
+    let ua = RawUa::new(&idgate);
+    let offer = ua.offer(
+        "0 101",
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
+    let invite = ua
+        .invite("wire-keypad", &offer)
+        .replace("sip:+46701234567@", "sip:anonymous@");
+    ua.send(&invite);
+    let (ok, _) = ua
+        .recv_until("SIP/2.0 200", Duration::from_secs(5))
+        .expect("200 OK");
+    let tag = to_tag(&ok);
+    ua.send(&ua.request("ACK", "wire-keypad", 1, &tag, "", ""));
+
+    // Keys are taken once the "type your number" prompt starts: the marker bit of its first
+    // packet tells when the greeting has given way to it.
+    let remote =
+        wait_for_marker(&ua.rtp, Duration::from_secs(15)).expect("the prompt after the greeting");
+    send_rfc4733_digits(&ua.rtp, remote, "8112289874#");
+
+    let log = wait_for_log(&idgate, "status=\"verified\"");
+    assert!(log.contains("status=\"verified\""), "{log}");
+    assert!(
+        !log.contains("8112289874"),
+        "typed digits never reach the log"
+    );
+    ua.send(&ua.request("BYE", "wire-keypad", 2, &tag, "", ""));
+}
+
+/// Waits for the first RTP packet with the marker bit after the stream's first packet; returns
+/// idgate's RTP address.
+fn wait_for_marker(socket: &UdpSocket, limit: Duration) -> Option<std::net::SocketAddr> {
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 2048];
+    let mut first = true;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        let (n, from) = socket.recv_from(&mut buf).ok()?;
+        if n >= 12 && buf[1] & 0x80 != 0 && !first {
+            return Some(from);
+        }
+        first = false;
+    }
+    None
+}
+
+/// Each key as an RFC 4733 event: three packets while pressed, three end packets (§2.5.1.4),
+/// one RTP timestamp per event, 100 ms apart.
+fn send_rfc4733_digits(socket: &UdpSocket, to: std::net::SocketAddr, keys: &str) {
+    let mut seq: u16 = 1000;
+    for (i, key) in keys.chars().enumerate() {
+        let event = match key {
+            '*' => 10,
+            '#' => 11,
+            d => d.to_digit(10).expect("a keypad key") as u8,
+        };
+        let timestamp = 8000 + i as u32 * 1600;
+        for (n, end) in [
+            (1u16, false),
+            (2, false),
+            (3, false),
+            (4, true),
+            (4, true),
+            (4, true),
+        ] {
+            let mut packet = vec![0x80, 101 | if n == 1 { 0x80 } else { 0 }];
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(&timestamp.to_be_bytes());
+            packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            packet.extend_from_slice(&[event, if end { 0x8a } else { 0x0a }]);
+            packet.extend_from_slice(&(n * 160).to_be_bytes());
+            socket.send_to(&packet, to).expect("send RTP");
+            seq = seq.wrapping_add(1);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Waits (bounded) until idgate's log holds `needle` on a finished line.
+fn wait_for_log(idgate: &Idgate, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = idgate.log();
+        let done = log.lines().any(|l| l.contains(needle)) && log.ends_with('\n');
+        if done || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The RTP fields the tests check.
 #[derive(Debug)]
 struct Rtp {
