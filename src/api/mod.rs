@@ -1,6 +1,8 @@
 //! The HTTP API (axum): health now; metrics, calls, customers, the agent page and JWKS come
 //! with later capabilities. It controls calls only through the call registry.
 
+mod app_push;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -29,6 +31,7 @@ pub enum ApiError {
 pub fn router(services: Arc<Services>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/v1/app-push/callback", app_push::route())
         .with_state(services)
 }
 

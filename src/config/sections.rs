@@ -272,10 +272,22 @@ impl IdentityConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// Which provider: `"simulator"` (the only one so far). Default `"simulator"`.
+    /// Which provider: `"simulator"`, `"bankid"`, `"freja"` or `"app-push"`, each set up in its
+    /// own section below. Default `"simulator"`.
     pub kind: ProviderKind,
     /// `[provider.simulator]`: settings of the simulator, used when `kind = "simulator"`.
     pub simulator: crate::verify::simulator::SimulatorConfig,
+    /// `[provider.freja]`: settings of Freja eID, used when `kind = "freja"`.
+    #[serde(default)]
+    pub freja: crate::verify::freja::FrejaConfig,
+    /// `[provider.bankid]`: settings of BankID (RP API v6 phone/auth), used when
+    /// `kind = "bankid"`.
+    #[serde(default)]
+    pub bankid: crate::verify::bankid::BankIdConfig,
+    /// `[provider.app-push]`: the company's own app through the company backend (signed push
+    /// request, signed callback), used when `kind = "app-push"`.
+    #[serde(default, rename = "app-push")]
+    pub app_push: crate::verify::app_push::AppPushConfig,
 }
 
 /// The eID provider in use.
@@ -285,6 +297,14 @@ pub enum ProviderKind {
     /// The built-in simulator (demos and tests); see `[provider.simulator]`.
     #[default]
     Simulator,
+    /// Freja eID (relying-party API over mutual TLS); see `[provider.freja]`.
+    Freja,
+    /// BankID (RP API v6 phone/auth over mutual TLS); see `[provider.bankid]`.
+    Bankid,
+    /// The company's own app, by a signed push through the company backend; see
+    /// `[provider.app-push]`.
+    #[serde(rename = "app-push")]
+    AppPush,
 }
 
 impl ProviderKind {
@@ -292,6 +312,9 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Simulator => "simulator",
+            ProviderKind::Freja => "freja",
+            ProviderKind::Bankid => "bankid",
+            ProviderKind::AppPush => "app-push",
         }
     }
 }

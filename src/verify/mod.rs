@@ -1,6 +1,9 @@
 //! Identity providers behind one trait (the simulator now; BankID, Freja and the company app
 //! later), and the customer directory.
 
+pub mod app_push;
+pub mod bankid;
+pub mod freja;
 pub mod simulator;
 pub mod tls;
 
@@ -150,14 +153,35 @@ pub enum SetupError {
     },
 }
 
-/// The provider the configuration names, ready to take orders.
-pub fn from_config(
-    config: &crate::config::ProviderConfig,
-) -> Result<std::sync::Arc<dyn Provider>, SetupError> {
+/// A provider built from the configuration, with what the rest of idgate must connect to it.
+pub struct Configured {
+    /// The provider, ready to take orders.
+    pub provider: std::sync::Arc<dyn Provider>,
+    /// For `kind = "app-push"`: the hub the HTTP API delivers callbacks to.
+    pub app_push: Option<app_push::Callbacks>,
+}
+
+/// The provider the configuration names (reading its certificate and secret files).
+pub fn from_config(config: &crate::config::ProviderConfig) -> Result<Configured, SetupError> {
     use crate::config::ProviderKind;
+    use std::sync::Arc;
+    let only = |provider: Arc<dyn Provider>| Configured {
+        provider,
+        app_push: None,
+    };
     Ok(match config.kind {
-        ProviderKind::Simulator => {
-            std::sync::Arc::new(simulator::Simulator::new(config.simulator.clone()))
+        ProviderKind::Simulator => only(Arc::new(simulator::Simulator::new(
+            config.simulator.clone(),
+        ))),
+        ProviderKind::Bankid => only(Arc::new(bankid::BankId::new(&config.bankid)?)),
+        ProviderKind::Freja => only(Arc::new(freja::Freja::new(&config.freja)?)),
+        ProviderKind::AppPush => {
+            let provider = app_push::AppPush::from_config(&config.app_push)?;
+            let app_push = Some(provider.callbacks());
+            Configured {
+                provider: Arc::new(provider),
+                app_push,
+            }
         }
     })
 }

@@ -62,6 +62,17 @@ pub struct PemFile<'a> {
     pub path: &'a Path,
 }
 
+impl PemFile<'_> {
+    /// An error about this file.
+    fn error(self, detail: String) -> TlsError {
+        TlsError::File {
+            key: self.key,
+            path: self.path.to_owned(),
+            detail,
+        }
+    }
+}
+
 /// The `ring` crypto provider every config here is built with.
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -89,7 +100,14 @@ fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The first private key in `pem` (PKCS#8, PKCS#1 or SEC1).
 fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no usable PRIVATE KEY: {e}"))
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+        if pem.windows(21).any(|w| w == b"ENCRYPTED PRIVATE KEY") {
+            "the private key is encrypted: decrypt it first (openssl pkey -in FILE -out KEY.pem)"
+                .to_owned()
+        } else {
+            format!("no usable PRIVATE KEY: {e}")
+        }
+    })
 }
 
 /// A root store holding exactly the certificates in `certs`.
@@ -143,27 +161,20 @@ pub fn client_config_from_files(
     ca: PemFile<'_>,
     client: Option<(PemFile<'_>, PemFile<'_>)>,
 ) -> Result<ClientConfig, TlsError> {
-    let file_error = |file: PemFile<'_>| {
-        move |detail: String| TlsError::File {
-            key: file.key,
-            path: file.path.to_owned(),
-            detail,
-        }
-    };
     let roots = parse_certs(&read_pem_file(ca)?)
         .and_then(roots)
-        .map_err(file_error(ca))?;
+        .map_err(|d| ca.error(d))?;
     let parts = match client {
         Some((cert, key)) => Some((
-            parse_certs(&read_pem_file(cert)?).map_err(file_error(cert))?,
-            parse_key(&read_pem_file(key)?).map_err(file_error(key))?,
+            parse_certs(&read_pem_file(cert)?).map_err(|d| cert.error(d))?,
+            parse_key(&read_pem_file(key)?).map_err(|d| key.error(d))?,
         )),
         None => None,
     };
     // With a client certificate, rustls' complaints are about the key or its certificate.
     let blame = client.map(|(_, key)| key);
     build_client(roots, parts).map_err(|e| match blame {
-        Some(key) => file_error(key)(format!("does not fit the client certificate: {e}")),
+        Some(key) => key.error(format!("does not fit the client certificate: {e}")),
         None => TlsError::Rustls(e),
     })
 }
@@ -375,121 +386,4 @@ async fn serve_connection(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A router answering `POST /ping` with `pong`.
-    fn router() -> axum::Router {
-        axum::Router::new().route("/ping", axum::routing::post(|| async { "pong" }))
-    }
-
-    /// POSTs to `/ping` with `tls`; the body on success.
-    async fn ping(addr: SocketAddr, tls: ClientConfig) -> Result<String, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        let url = format!("https://127.0.0.1:{}/ping", addr.port());
-        client
-            .post(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await
-    }
-
-    #[tokio::test]
-    async fn an_mtls_round_trip_works() {
-        let pki = TestPki::generate();
-        let (addr, server) = serve_tls(router(), pki.server_config(true)).await.unwrap();
-        assert_eq!(ping(addr, pki.client_config()).await.unwrap(), "pong");
-        server.abort();
-    }
-
-    #[tokio::test]
-    async fn a_client_without_a_certificate_is_refused_when_one_is_required() {
-        let pki = TestPki::generate();
-        let (addr, server) = serve_tls(router(), pki.server_config(true)).await.unwrap();
-        let anonymous = client_config(pki.server_ca_pem.as_bytes(), None).unwrap();
-        assert!(ping(addr, anonymous.clone()).await.is_err());
-        // The same client is fine where no certificate is required.
-        let (open, open_server) = serve_tls(router(), pki.server_config(false)).await.unwrap();
-        assert_eq!(ping(open, anonymous).await.unwrap(), "pong");
-        server.abort();
-        open_server.abort();
-    }
-
-    #[tokio::test]
-    async fn a_client_trusting_another_ca_is_refused() {
-        let (pki, other) = (TestPki::generate(), TestPki::generate());
-        let (addr, server) = serve_tls(router(), pki.server_config(true)).await.unwrap();
-        let cert = (
-            pki.client_cert_pem.as_bytes(),
-            pki.client_key_pem.as_bytes(),
-        );
-        let wrong_ca = client_config(other.server_ca_pem.as_bytes(), Some(cert)).unwrap();
-        assert!(ping(addr, wrong_ca).await.is_err());
-        // And a client certificate from another client CA is refused by the server.
-        assert!(ping(addr, other_client(&pki, &other)).await.is_err());
-        server.abort();
-    }
-
-    /// Trusts `pki`'s server but presents `other`'s client certificate.
-    fn other_client(pki: &TestPki, other: &TestPki) -> ClientConfig {
-        let cert = (
-            other.client_cert_pem.as_bytes(),
-            other.client_key_pem.as_bytes(),
-        );
-        client_config(pki.server_ca_pem.as_bytes(), Some(cert)).unwrap()
-    }
-
-    #[test]
-    fn bad_pem_is_reported_by_input() {
-        let pki = TestPki::generate();
-        let err = client_config(b"not pem", None).unwrap_err();
-        assert!(matches!(err, TlsError::Pem { what: "CA", .. }), "{err}");
-        let no_key = (pki.client_cert_pem.as_bytes(), &b""[..]);
-        let err = client_config(pki.server_ca_pem.as_bytes(), Some(no_key)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                TlsError::Pem {
-                    what: "client key",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn file_errors_name_the_key_and_the_path() {
-        let pki = TestPki::generate();
-        let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: &str| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let ca = write("ca.pem", &pki.server_ca_pem);
-        let cert = write("cert.pem", &pki.client_cert_pem);
-        let key = write("key.pem", &pki.client_key_pem);
-        let other_key = write("other.pem", &TestPki::generate().client_key_pem);
-        let missing = dir.path().join("missing.pem");
-        let file = |key: &'static str, path: &Path| PemFile { key, path };
-        let ok = client_config_from_files(
-            file("p.ca", &ca),
-            Some((file("p.cert", &cert), file("p.key", &key))),
-        );
-        assert!(ok.is_ok());
-        let err = client_config_from_files(file("p.ca", &missing), None).unwrap_err();
-        assert!(err.to_string().starts_with("p.ca: "), "{err}");
-        assert!(err.to_string().contains("missing.pem"), "{err}");
-        let err = client_config_from_files(file("p.ca", &key), None).unwrap_err();
-        assert!(err.to_string().starts_with("p.ca: "), "{err}");
-        let mismatch = Some((file("p.cert", &cert), file("p.key", &other_key)));
-        let err = client_config_from_files(file("p.ca", &ca), mismatch).unwrap_err();
-        assert!(err.to_string().starts_with("p.key: "), "{err}");
-    }
-}
+mod tests;
