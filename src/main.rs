@@ -59,6 +59,13 @@ fn main() -> ExitCode {
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
     let report = config::check(path.as_deref())?;
+    let config = match &path {
+        Some(p) => Config::load(p)?,
+        None => Config::embedded(),
+    };
+    // Reads the provider's certificate, key and secret files, so a missing one fails here and
+    // not at the first call.
+    idgate::verify::from_config(&config.provider)?;
     println!("{report}");
     Ok(())
 }
@@ -93,7 +100,8 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let store = Store::connect(&config.store.url)
         .await
         .with_context(|| format!("store.url {:?}", config.store.url))?;
-    let provider = idgate::verify::from_config(&config.provider)?;
+    let idgate::verify::Configured { provider, app_push } =
+        idgate::verify::from_config(&config.provider)?;
     let prompts = load_prompts()?;
     let media = MediaEngine::start(MediaConfig {
         bind_ip: config.media.bind_ip,
@@ -115,6 +123,8 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         },
         media_ip: config.media.bind_ip,
         registry: Registry::default(),
+        limits: config.limits.push_limits(),
+        app_push,
     });
     let http = idgate::api::serve(config.http.listen, services.clone(), cancel.clone()).await?;
     tokio::spawn(idgate::call::run_intake(services.clone(), calls));

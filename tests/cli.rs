@@ -76,3 +76,16 @@ fn serve_refuses_a_bad_config_before_listening() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("http.listen"), "{stderr}");
 }
+
+#[test]
+fn check_config_reads_the_provider_files_and_names_the_missing_one() {
+    let config = "[provider]\nkind = \"bankid\"\n[provider.bankid]\nclient_cert = \"/nonexistent/rp.crt\"\n\
+                  client_key = \"/nonexistent/rp.key\"\nca = \"/nonexistent/bankid-ca.pem\"\n";
+    let out = with_config(config, &["check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("provider.bankid.ca") && stderr.contains("/nonexistent/bankid-ca.pem"),
+        "{stderr}"
+    );
+}

@@ -350,3 +350,106 @@ fn wait_for_log(idgate: &Idgate, needle: &str) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// One idgate, one queue, a caller per reason: every unverified reason idgate can produce
+/// without a keypad reaches the queue in `X-Identity-Reason` (declined, anonymous and the
+/// keypad paths have their own tests; invalid-input is shown by the flow's tests).
+#[test]
+fn every_reason_reaches_the_queue_header() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cases: [(&str, &str, &str); 8] = [
+        ("+46701000001", "5000", "not-in-call"),
+        ("+46701000002", "5000", "timeout"),
+        ("+46701000003", "5000", "provider-error"),
+        ("+46701000004", "5000", "rate-limited"),
+        ("+46701000005", "5001", "not-found"),
+        ("+46701000006", "5001", "mismatch"),
+        ("+46701000007", "5002", "skipped"),
+        ("+46701000008", "5000", "rate-limited"),
+    ];
+    let mut queue = Sipp::start(dir.path(), "queue.xml", &[], cases.len() as u32 + 1);
+    let routes = format!(
+        "[[route]]\nname = \"push\"\nmatch = \"5000\"\nkeypad = false\ntarget = \"sip:q@127.0.0.1:{port}\"\n\
+         [[route]]\nname = \"directory-only\"\nmatch = \"5001\"\nphone_push = false\nkeypad = false\ntarget = \"sip:q@127.0.0.1:{port}\"\n\
+         [[route]]\nname = \"no-identification\"\nmatch = \"5002\"\nidentify = false\ntarget = \"sip:q@127.0.0.1:{port}\"\n",
+        port = queue.port
+    );
+    let script = |caller: &str, outcome: &str| {
+        format!("[[provider.simulator.script]]\ncaller = \"{caller}\"\noutcome = \"{outcome}\"\n")
+    };
+    let simulator = [
+        FAST_APPROVE.to_string(),
+        script("+46701000001", "not-in-call"),
+        script("+46701000002", "timeout"),
+        script("+46701000003", "error"),
+        script("+46701000004", "rate-limited"),
+        // The directory links +46701000006 to 19121212-1212; the app completes for someone else.
+        "[[provider.simulator.script]]\npersonal_number = \"191212121212\"\noutcome = \"approve-as\"\nas = \"198112289874\"\n".to_string(),
+    ]
+    .concat();
+    // Our own limit: one push per caller number, so the second call of +46701000008 is refused
+    // by idgate before any push is sent.
+    let limits = "[limits]\npushes_per_caller = 1\n";
+    let idgate = Idgate::start_full(&routes, &simulator, "", limits);
+    add_customer(&idgate, "191212121212", "+46701000006");
+
+    let run = |caller: &str, service: &str| {
+        let target = idgate.sip_addr();
+        let args = [
+            "-set", "caller", caller, "-s", service, "-d", "1500", &target,
+        ];
+        let mut sipp = Sipp::start(idgate.dir.path(), "caller.xml", &args, 1);
+        assert_ok(caller, &mut sipp, &idgate);
+    };
+    for (caller, service, _) in &cases[..7] {
+        run(caller, service);
+    }
+    run("+46701000008", "5000"); // first call: verified, and it uses up the number's one push
+    run("+46701000008", "5000");
+    assert_ok("queue", &mut queue, &idgate);
+
+    let invites = queue.received_all("INVITE");
+    assert_eq!(invites.len(), cases.len() + 1, "one INVITE per call");
+    let mut expected: Vec<(&str, Option<&str>)> =
+        cases[..7].iter().map(|(c, _, r)| (*c, Some(*r))).collect();
+    expected.push(("+46701000008", None));
+    expected.push(("+46701000008", Some("rate-limited")));
+    for (invite, (caller, reason)) in invites.iter().zip(expected) {
+        assert!(
+            header(invite, "From").is_some_and(|f| f.contains(caller)),
+            "{invite}"
+        );
+        assert_eq!(
+            header(invite, "X-Identity-Reason"),
+            reason,
+            "{caller}: {invite}"
+        );
+        let status = if reason.is_some() {
+            "unverified"
+        } else {
+            "verified"
+        };
+        assert_eq!(
+            header(invite, "X-Identity-Status"),
+            Some(status),
+            "{caller}"
+        );
+    }
+}
+
+/// Adds a customer to idgate's directory through the store.
+fn add_customer(idgate: &Idgate, personal_number: &str, number: &str) {
+    use idgate::identity::{E164, PersonName, PersonalNumber};
+    let url = format!("sqlite://{}", idgate.db_path().display());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = idgate::store::Store::connect(&url).await.expect("store");
+        let pnr = PersonalNumber::parse(personal_number).expect("pnr");
+        let e164 = E164::parse(number, "SE").expect("number");
+        let name = PersonName::new("Tolvan Tolvansson".to_string());
+        store
+            .add_customer(&name, &pnr, &[e164])
+            .await
+            .expect("add customer");
+    });
+}

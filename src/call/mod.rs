@@ -41,6 +41,11 @@ pub struct Services {
     pub media_ip: IpAddr,
     /// Live calls.
     pub registry: Registry,
+    /// The anti push-bombing limits.
+    pub limits: crate::store::PushLimits,
+    /// Where `POST /v1/app-push/callback` delivers callbacks: the app-push provider's pending
+    /// orders (`Some` only when `provider.kind = "app-push"`).
+    pub app_push: Option<crate::verify::app_push::Callbacks>,
 }
 
 /// The live calls of this instance (read by the `api` module).

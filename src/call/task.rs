@@ -15,7 +15,8 @@ use crate::identity::{CallerId, E164, Verdict};
 use crate::media::sdp;
 use crate::media::{MediaEvent, MediaStream};
 use crate::sip::{IncomingCall, LegEvent, OutboundCall, QueueLeg};
-use crate::verify::{Subject, Verification, VerifyRequest, VerifyUpdate};
+use crate::store::{PushDecision, PushTarget};
+use crate::verify::{Failure, Subject, Verification, VerifyRequest, VerifyUpdate};
 
 use super::Services;
 use super::setup::{self, Answered};
@@ -37,6 +38,8 @@ struct Call<'a> {
     answered: Answered,
     verification: Option<Verification>,
     verification_final: bool,
+    /// The push attempt recorded for the limits, until its outcome is recorded.
+    attempt: Option<Uuid>,
     media_open: bool,
     queue: Option<Queue>,
     verdict: Option<Verdict>,
@@ -60,6 +63,7 @@ pub(super) async fn run(services: &Services, id: Uuid, call: IncomingCall) {
         answered,
         verification: None,
         verification_final: false,
+        attempt: None,
         media_open: true,
         queue: None,
         verdict: None,
@@ -89,6 +93,7 @@ impl Call<'_> {
                 None => {}
             }
         }
+        self.end_attempt("cancelled").await;
         self.answered.stream.stop();
         if let Some(q) = &self.queue {
             q.stream.stop();
@@ -171,23 +176,40 @@ impl Call<'_> {
                 self.media_open = false;
                 None
             }
-            Event::Verification(update) => Some(self.verification_input(update)),
+            Event::Verification(update) => Some(self.verification_input(update).await),
             Event::Queue(event) => self.queue_input(event).await,
         }
     }
 
-    fn verification_input(&mut self, update: Option<VerifyUpdate>) -> Input {
+    async fn verification_input(&mut self, update: Option<VerifyUpdate>) -> Input {
+        let outcome = match &update {
+            Some(VerifyUpdate::Pending(_)) => None,
+            Some(VerifyUpdate::Complete(_)) => Some("verified"),
+            Some(VerifyUpdate::Failed(f)) => Some(f.reason().as_str()),
+            None => Some("provider-error"),
+        };
+        if let Some(outcome) = outcome {
+            self.verification_final = true;
+            self.end_attempt(outcome).await;
+        }
         match update {
-            Some(update) => {
-                if matches!(update, VerifyUpdate::Complete(_) | VerifyUpdate::Failed(_)) {
-                    self.verification_final = true;
-                }
-                Input::Verification(update)
-            }
-            None => {
-                self.verification_final = true;
-                Input::VerificationLost
-            }
+            Some(update) => Input::Verification(update),
+            None => Input::VerificationLost,
+        }
+    }
+
+    /// Records how the running push ended, for the anti push-bombing limits.
+    async fn end_attempt(&mut self, outcome: &str) {
+        let Some(attempt) = self.attempt.take() else {
+            return;
+        };
+        if let Err(e) = self
+            .services
+            .store
+            .end_push(attempt, outcome, SystemTime::now())
+            .await
+        {
+            warn!(error = %e, "push outcome not recorded");
         }
     }
 
@@ -256,11 +278,12 @@ impl Call<'_> {
             Action::Play { prompt, then_hold } => self.answered.stream.play(prompt, then_hold),
             Action::Hold => self.answered.stream.hold(),
             Action::LookupCustomer(number) => return Some(self.lookup(&number).await),
-            Action::StartVerification(subject) => self.start_verification(subject),
+            Action::StartVerification(subject) => return self.start_verification(subject).await,
             Action::CancelVerification => {
                 if let Some(v) = self.verification.take() {
                     v.cancel();
                 }
+                self.end_attempt("cancelled").await;
             }
             Action::Decided(verdict) => self.decided(verdict).await,
             Action::Transfer { mode, target } => return self.transfer(mode, target).await,
@@ -292,7 +315,33 @@ impl Call<'_> {
         }
     }
 
-    fn start_verification(&mut self, subject: Subject) {
+    /// Starts a push if the anti push-bombing limits allow it; a refusal is the provider's
+    /// `RateLimited`. If the database cannot be asked, the push goes ahead (the caller is not
+    /// punished for our outage) and the failure is logged.
+    async fn start_verification(&mut self, subject: Subject) -> Option<Input> {
+        let caller = match &self.answered.caller {
+            CallerId::Number(n) => Some(n),
+            _ => None,
+        };
+        let person = match &subject {
+            Subject::Person(p) => Some(p),
+            Subject::Phone(_) => None,
+        };
+        let target = PushTarget { caller, person };
+        let store = &self.services.store;
+        match store
+            .begin_push(self.id, target, &self.services.limits, SystemTime::now())
+            .await
+        {
+            Ok(PushDecision::Allowed(attempt)) => self.attempt = Some(attempt),
+            Ok(PushDecision::Refused(refusal)) => {
+                info!(?refusal, "push refused by the anti push-bombing limits");
+                return Some(Input::Verification(VerifyUpdate::Failed(
+                    Failure::RateLimited,
+                )));
+            }
+            Err(e) => warn!(error = %e, "push limits could not be checked; push sent"),
+        }
         let request = VerifyRequest {
             call_id: self.id,
             subject,
@@ -300,6 +349,7 @@ impl Call<'_> {
         };
         self.verification = Some(self.services.provider.start(request));
         self.verification_final = false;
+        None
     }
 
     async fn decided(&mut self, verdict: Verdict) {

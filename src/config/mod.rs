@@ -5,6 +5,7 @@
 mod check;
 mod dialplan;
 mod error;
+mod limits;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ pub use crate::identity::headers::SubjectMode;
 pub use check::{CheckReport, RouteSummary, check};
 pub use dialplan::{CalledMatch, Dialplan, Language, Route, SipUri, Transfer};
 pub use error::ConfigError;
+pub use limits::LimitsConfig;
 pub use sections::{
     DialplanConfig, HttpConfig, IdentityConfig, MediaSettings, ProviderConfig, ProviderKind,
     SipConfig, StoreConfig, Transport,
@@ -49,6 +51,8 @@ pub struct Config {
     pub provider: ProviderConfig,
     /// `[dialplan]`: where the route files are.
     pub dialplan: DialplanConfig,
+    /// `[limits]`: anti push-bombing.
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -94,6 +98,7 @@ impl Config {
         self.media.validate()?;
         self.store.validate()?;
         self.identity.validate()?;
+        self.limits.validate()?;
         Ok(())
     }
 }

@@ -99,8 +99,10 @@ fn values_are_validated_with_their_key() {
     assert!(store.contains("store.url"), "{store}");
     let transports = err("[sip]\ntransports = []\n");
     assert!(transports.contains("sip.transports"), "{transports}");
-    let kind = err("[provider]\nkind = \"bankid\"\n");
-    assert!(kind.contains("unknown variant `bankid`"), "{kind}");
+    let kind = err("[provider]\nkind = \"acme-id\"\n");
+    assert!(kind.contains("unknown variant `acme-id`"), "{kind}");
+    let limits = err("[limits]\nwindow_secs = 0\n");
+    assert!(limits.contains("limits.window_secs"), "{limits}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! tests); PostgreSQL later, so queries stay portable SQL (`$1` placeholders), ids are TEXT
 //! UUIDs and timestamps BIGINT unix milliseconds. Migrations are embedded and run at connect.
 
+mod attempts;
 mod calls;
 mod customers;
 mod error;
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub use attempts::{PushDecision, PushLimits, PushTarget, Refusal};
 pub use calls::{CallRow, CallStatus, NewCall, TransferOutcome};
 pub use customers::Customer;
 pub use error::StoreError;

@@ -49,6 +49,11 @@ impl Idgate {
 
     /// As `start`, with extra lines for the `[sip]` section.
     pub fn start_with(routes: &str, simulator: &str, sip_extra: &str) -> Idgate {
+        Idgate::start_full(routes, simulator, sip_extra, "")
+    }
+
+    /// As `start_with`, with whole extra sections (`[limits]`, ...) appended to the config.
+    pub fn start_full(routes: &str, simulator: &str, sip_extra: &str, sections: &str) -> Idgate {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
         let http_port = free_port();
@@ -63,7 +68,7 @@ impl Idgate {
              [media]\nrtp_port_min = {rtp_min}\nrtp_port_max = {rtp_max}\n\
              [store]\nurl = \"sqlite://{db}\"\n\
              [dialplan]\ndir = \"{dialplans}\"\n\
-             [provider.simulator]\n{simulator}\n",
+             [provider.simulator]\n{simulator}\n{sections}\n",
             db = db.display(),
             dialplans = dialplans.display(),
         );
@@ -210,6 +215,19 @@ impl Sipp {
     /// Everything SIPp sent and received.
     pub fn trace(&self) -> String {
         std::fs::read_to_string(&self.messages).unwrap_or_default()
+    }
+
+    /// Every received request of `method`, in order, as text.
+    pub fn received_all(&self, method: &str) -> Vec<String> {
+        let trace = self.trace();
+        trace
+            .split("----------------------------------------------")
+            .filter_map(|entry| {
+                let body = entry.split_once("message received")?.1;
+                let start = body.find(&format!("{method} sip:"))?;
+                Some(body[start..].to_string())
+            })
+            .collect()
     }
 
     /// The first received request of `method`, as text.

@@ -1,0 +1,337 @@
+//! Push attempts and the anti push-bombing limits (`DESIGN.md`: never two concurrent orders for
+//! one person, limits per caller number and per person, a cooldown after the person declined or
+//! said they are not in a call with us). Checked and recorded in one transaction, so several
+//! instances sharing the database enforce one set of limits.
+
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Store, StoreError, to_millis};
+use crate::identity::{E164, PersonalNumber};
+
+/// The limits, from the `[limits]` config section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushLimits {
+    /// Pushes allowed per caller number within `window`.
+    pub per_caller: u32,
+    /// Pushes allowed per person within `window`.
+    pub per_person: u32,
+    /// The window the two counts are taken over.
+    pub window: Duration,
+    /// No push to a person who declined (or said "not in a call") this recently.
+    pub cooldown: Duration,
+    /// An order without an outcome older than this no longer blocks a new one (a crashed
+    /// instance never recorded its end).
+    pub order_lifetime: Duration,
+}
+
+/// Whom a push goes to, as the limits see it.
+#[derive(Debug, Clone, Copy)]
+pub struct PushTarget<'a> {
+    /// The caller number, if known.
+    pub caller: Option<&'a E164>,
+    /// The person, when pushed by personal number.
+    pub person: Option<&'a PersonalNumber>,
+}
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many pushes for this caller number within the window.
+    CallerLimit,
+    /// Too many pushes for this person within the window.
+    PersonLimit,
+    /// The person declined or said "not in a call" recently.
+    Cooldown,
+    /// An order for this person is still running (BankID would cancel both).
+    Concurrent,
+}
+
+/// The answer to "may this call push now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushDecision {
+    /// Go ahead; record the outcome on this attempt id.
+    Allowed(Uuid),
+    /// Refused; the refusal is recorded too.
+    Refused(Refusal),
+}
+
+/// The stored pseudonym of a person: not reversible by reading the table, but the same for
+/// every instance (pseudonymisation, not anonymisation: the number space is small).
+fn pseudonym(person: &PersonalNumber) -> String {
+    hex::encode(Sha256::digest(format!(
+        "idgate-person-v1:{}",
+        person.as_digits()
+    )))
+}
+
+impl Store {
+    /// Checks the limits for a push and records the attempt (allowed or refused) atomically.
+    pub async fn begin_push(
+        &self,
+        call_id: Uuid,
+        target: PushTarget<'_>,
+        limits: &PushLimits,
+        now: SystemTime,
+    ) -> Result<PushDecision, StoreError> {
+        let op = "begin_push";
+        let caller = target.caller.map(|c| c.as_str().to_owned());
+        let person = target.person.map(pseudonym);
+        let mut tx = self.pool.begin().await.map_err(StoreError::query(op))?;
+        let refusal = refusal(&mut tx, caller.as_deref(), person.as_deref(), limits, now).await?;
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO push_attempts (id, call_id, caller, person, started_at, ended_at, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id.to_string())
+        .bind(call_id.to_string())
+        .bind(caller)
+        .bind(person)
+        .bind(to_millis(now))
+        .bind(refusal.map(|_| to_millis(now)))
+        .bind(refusal.map(|_| "rate-limited"))
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query(op))?;
+        tx.commit().await.map_err(StoreError::query(op))?;
+        Ok(match refusal {
+            Some(r) => PushDecision::Refused(r),
+            None => PushDecision::Allowed(id),
+        })
+    }
+
+    /// Records how an allowed push ended (`verified`, `declined`, `not-in-call`, `timeout`,
+    /// `provider-error`, `rate-limited`, `cancelled`).
+    pub async fn end_push(
+        &self,
+        attempt: Uuid,
+        outcome: &str,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE push_attempts SET ended_at = $1, outcome = $2 WHERE id = $3 AND ended_at IS NULL")
+            .bind(to_millis(now))
+            .bind(outcome)
+            .bind(attempt.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query("end_push"))?;
+        Ok(())
+    }
+}
+
+async fn refusal(
+    tx: &mut sqlx::SqliteConnection,
+    caller: Option<&str>,
+    person: Option<&str>,
+    limits: &PushLimits,
+    now: SystemTime,
+) -> Result<Option<Refusal>, StoreError> {
+    let op = "begin_push";
+    let since = |d: Duration| to_millis(now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH));
+    if let Some(caller) = caller {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM push_attempts WHERE caller = $1 AND started_at >= $2",
+        )
+        .bind(caller)
+        .bind(since(limits.window))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::query(op))?;
+        if n >= i64::from(limits.per_caller) {
+            return Ok(Some(Refusal::CallerLimit));
+        }
+    }
+    let Some(person) = person else {
+        return Ok(None);
+    };
+    let (recent, cooling, running): (i64, i64, i64) = sqlx::query_as(
+        "SELECT \
+           COALESCE(SUM(CASE WHEN started_at >= $2 THEN 1 ELSE 0 END), 0), \
+           COALESCE(SUM(CASE WHEN outcome IN ('declined', 'not-in-call') AND ended_at >= $3 THEN 1 ELSE 0 END), 0), \
+           COALESCE(SUM(CASE WHEN ended_at IS NULL AND started_at >= $4 THEN 1 ELSE 0 END), 0) \
+         FROM push_attempts WHERE person = $1",
+    )
+    .bind(person)
+    .bind(since(limits.window))
+    .bind(since(limits.cooldown))
+    .bind(since(limits.order_lifetime))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(StoreError::query(op))?;
+    Ok(if running > 0 {
+        Some(Refusal::Concurrent)
+    } else if cooling > 0 {
+        Some(Refusal::Cooldown)
+    } else if recent >= i64::from(limits.per_person) {
+        Some(Refusal::PersonLimit)
+    } else {
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = "191212121212";
+
+    fn limits() -> PushLimits {
+        PushLimits {
+            per_caller: 2,
+            per_person: 3,
+            window: Duration::from_secs(600),
+            cooldown: Duration::from_secs(300),
+            order_lifetime: Duration::from_secs(180),
+        }
+    }
+
+    fn at(t0: SystemTime, secs: u64) -> SystemTime {
+        t0 + Duration::from_secs(secs)
+    }
+
+    async fn push(
+        store: &Store,
+        caller: &E164,
+        person: Option<&PersonalNumber>,
+        now: SystemTime,
+    ) -> PushDecision {
+        let target = PushTarget {
+            caller: Some(caller),
+            person,
+        };
+        store
+            .begin_push(Uuid::new_v4(), target, &limits(), now)
+            .await
+            .expect("begin_push")
+    }
+
+    fn allowed(decision: PushDecision) -> Uuid {
+        match decision {
+            PushDecision::Allowed(id) => id,
+            other => panic!("expected Allowed, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_number_gets_a_limited_number_of_pushes_per_window() {
+        let store = Store::memory().await.expect("store");
+        let caller = E164::parse("+46701234567", "SE").expect("number");
+        let t0 = SystemTime::now();
+        for i in 0..2 {
+            let id = allowed(push(&store, &caller, None, at(t0, i)).await);
+            store
+                .end_push(id, "declined", at(t0, i))
+                .await
+                .expect("end");
+        }
+        assert_eq!(
+            push(&store, &caller, None, at(t0, 10)).await,
+            PushDecision::Refused(Refusal::CallerLimit)
+        );
+        // The refused attempt counts too, but all of them age out of the window.
+        allowed(push(&store, &caller, None, at(t0, 700)).await);
+    }
+
+    #[tokio::test]
+    async fn never_two_running_orders_for_one_person() {
+        let store = Store::memory().await.expect("store");
+        let person = PersonalNumber::parse(ALICE).expect("pnr");
+        let a = E164::parse("+46701111111", "SE").expect("number");
+        let b = E164::parse("+46702222222", "SE").expect("number");
+        let t0 = SystemTime::now();
+        let first = allowed(push(&store, &a, Some(&person), t0).await);
+        assert_eq!(
+            push(&store, &b, Some(&person), at(t0, 1)).await,
+            PushDecision::Refused(Refusal::Concurrent)
+        );
+        store
+            .end_push(first, "verified", at(t0, 5))
+            .await
+            .expect("end");
+        allowed(push(&store, &b, Some(&person), at(t0, 6)).await);
+    }
+
+    #[tokio::test]
+    async fn a_running_order_older_than_its_lifetime_no_longer_blocks() {
+        let store = Store::memory().await.expect("store");
+        let person = PersonalNumber::parse(ALICE).expect("pnr");
+        let caller = E164::parse("+46701111111", "SE").expect("number");
+        let t0 = SystemTime::now();
+        allowed(push(&store, &caller, Some(&person), t0).await);
+        let other = E164::parse("+46703333333", "SE").expect("number");
+        allowed(push(&store, &other, Some(&person), at(t0, 181)).await);
+    }
+
+    #[tokio::test]
+    async fn a_decline_cools_the_person_down() {
+        let store = Store::memory().await.expect("store");
+        let person = PersonalNumber::parse(ALICE).expect("pnr");
+        let t0 = SystemTime::now();
+        for (i, outcome) in ["declined", "not-in-call"].into_iter().enumerate() {
+            let caller = E164::parse(&format!("+4670444444{i}"), "SE").expect("number");
+            let start = at(t0, i as u64 * 1000);
+            let id = allowed(push(&store, &caller, Some(&person), start).await);
+            store.end_push(id, outcome, start).await.expect("end");
+            let again = push(
+                &store,
+                &caller,
+                Some(&person),
+                start + Duration::from_secs(60),
+            )
+            .await;
+            assert_eq!(again, PushDecision::Refused(Refusal::Cooldown), "{outcome}");
+            let later = E164::parse(&format!("+4670555555{i}"), "SE").expect("number");
+            allowed(
+                push(
+                    &store,
+                    &later,
+                    Some(&person),
+                    start + Duration::from_secs(301),
+                )
+                .await,
+            );
+            let last = push(
+                &store,
+                &later,
+                Some(&person),
+                start + Duration::from_secs(302),
+            )
+            .await;
+            assert_eq!(last, PushDecision::Refused(Refusal::Concurrent));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_person_gets_a_limited_number_of_pushes_per_window_from_any_number() {
+        let store = Store::memory().await.expect("store");
+        let person = PersonalNumber::parse(ALICE).expect("pnr");
+        let t0 = SystemTime::now();
+        for i in 0..3u64 {
+            let caller = E164::parse(&format!("+4670666666{i}"), "SE").expect("number");
+            let id = allowed(push(&store, &caller, Some(&person), at(t0, i)).await);
+            store.end_push(id, "timeout", at(t0, i)).await.expect("end");
+        }
+        let caller = E164::parse("+46706666669", "SE").expect("number");
+        assert_eq!(
+            push(&store, &caller, Some(&person), at(t0, 5)).await,
+            PushDecision::Refused(Refusal::PersonLimit)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_table_holds_a_pseudonym_never_the_personal_number() {
+        let store = Store::memory().await.expect("store");
+        let person = PersonalNumber::parse(ALICE).expect("pnr");
+        let caller = E164::parse("+46701111111", "SE").expect("number");
+        allowed(push(&store, &caller, Some(&person), SystemTime::now()).await);
+        let stored: String = sqlx::query_scalar("SELECT person FROM push_attempts")
+            .fetch_one(&store.pool)
+            .await
+            .expect("row");
+        assert_eq!(stored.len(), 64);
+        assert!(!stored.contains(ALICE) && !stored.contains("121212"));
+    }
+}
