@@ -65,7 +65,7 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
     };
     // Reads the provider's certificate, key and secret files, so a missing one fails here and
     // not at the first call.
-    idgate::verify::from_config(&config.provider)?;
+    idgate::verify::from_config(&config.provider, tokio::sync::mpsc::unbounded_channel().0)?;
     println!("{report}");
     Ok(())
 }
@@ -101,7 +101,7 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("store.url {:?}", config.store.url))?;
     let idgate::verify::Configured { provider, app_push } =
-        idgate::verify::from_config(&config.provider)?;
+        idgate::verify::from_config(&config.provider, evidence_sink(&store))?;
     let prompts = load_prompts()?;
     let media = MediaEngine::start(MediaConfig {
         bind_ip: config.media.bind_ip,
@@ -133,6 +133,24 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     cancel.cancel();
     Ok(())
+}
+
+/// Providers' evidence of completed orders, written to the store by one task (a slow database
+/// never holds up an order).
+fn evidence_sink(store: &Store) -> idgate::verify::EvidenceSink {
+    let (sink, mut evidence) = tokio::sync::mpsc::unbounded_channel::<idgate::verify::Evidence>();
+    let store = store.clone();
+    tokio::spawn(async move {
+        while let Some(e) = evidence.recv().await {
+            if let Err(err) = store
+                .record_evidence(e.call_id, e.method, &e.data, std::time::SystemTime::now())
+                .await
+            {
+                tracing::error!(call = %e.call_id, error = %err, "verification evidence not stored");
+            }
+        }
+    });
+    sink
 }
 
 fn load_prompts() -> anyhow::Result<HashMap<String, Arc<PromptSet>>> {

@@ -6,7 +6,7 @@ mod support;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use support::{Idgate, Sipp, header, header_count};
+use support::{Idgate, Sipp, add_customer, header, header_count, wait_for_log};
 
 const QUEUE_ROUTE: &str = r#"
 [[route]]
@@ -338,19 +338,6 @@ fn an_invite_from_an_untrusted_peer_gets_403() {
     assert!(caller.trace().contains("SIP/2.0 403"), "{}", caller.trace());
 }
 
-/// Waits (bounded) until idgate's log contains `needle` on a finished line; returns the log.
-fn wait_for_log(idgate: &Idgate, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let log = idgate.log();
-        let done = log.lines().any(|l| l.contains(needle)) && log.ends_with('\n');
-        if done || std::time::Instant::now() > deadline {
-            return log;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// One idgate, one queue, a caller per reason: every unverified reason idgate can produce
 /// without a keypad reaches the queue in `X-Identity-Reason` (declined, anonymous and the
 /// keypad paths have their own tests; invalid-input is shown by the flow's tests).
@@ -435,21 +422,4 @@ fn every_reason_reaches_the_queue_header() {
             "{caller}"
         );
     }
-}
-
-/// Adds a customer to idgate's directory through the store.
-fn add_customer(idgate: &Idgate, personal_number: &str, number: &str) {
-    use idgate::identity::{E164, PersonName, PersonalNumber};
-    let url = format!("sqlite://{}", idgate.db_path().display());
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let store = idgate::store::Store::connect(&url).await.expect("store");
-        let pnr = PersonalNumber::parse(personal_number).expect("pnr");
-        let e164 = E164::parse(number, "SE").expect("number");
-        let name = PersonName::new("Tolvan Tolvansson".to_string());
-        store
-            .add_customer(&name, &pnr, &[e164])
-            .await
-            .expect("add customer");
-    });
 }

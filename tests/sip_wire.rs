@@ -8,7 +8,7 @@ mod support;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use support::{Idgate, header};
+use support::{Idgate, header, wait_for_log};
 
 const NO_IDENTIFY: &str = "[[route]]\nname = \"plain\"\nmatch = \"*\"\nidentify = false\ntarget = \"sip:queue@127.0.0.1:9\"\n";
 const SIMULATOR: &str = "default = \"approve\"\ndelay_ms = 300\nhint_ms = 100\n";
@@ -284,19 +284,6 @@ fn send_rfc4733_digits(socket: &UdpSocket, to: std::net::SocketAddr, keys: &str)
             seq = seq.wrapping_add(1);
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-}
-
-/// Waits (bounded) until idgate's log holds `needle` on a finished line.
-fn wait_for_log(idgate: &Idgate, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let log = idgate.log();
-        let done = log.lines().any(|l| l.contains(needle)) && log.ends_with('\n');
-        if done || Instant::now() > deadline {
-            return log;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

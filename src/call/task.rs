@@ -358,6 +358,12 @@ impl Call<'_> {
             reason = verdict.reason().map(|r| r.as_str()),
             "verdict"
         );
+        if verdict.reason() == Some(crate::identity::Reason::NotInCall) {
+            warn!(
+                target: "idgate::security",
+                "the person said in the app that they are not in a call with us: a fraud signal"
+            );
+        }
         let at = SystemTime::now();
         if let Err(e) = self
             .services

@@ -6,6 +6,7 @@ mod attempts;
 mod calls;
 mod customers;
 mod error;
+mod evidence;
 #[cfg(test)]
 mod tests;
 

@@ -153,6 +153,29 @@ pub enum SetupError {
     },
 }
 
+/// Evidence a provider returned with a completed order (BankID's signature and OCSP response),
+/// for the audit trail. Personal data: stored, never logged.
+#[derive(Clone)]
+pub struct Evidence {
+    /// idgate's call id.
+    pub call_id: Uuid,
+    /// The provider.
+    pub method: Method,
+    /// The provider's evidence as JSON.
+    pub data: String,
+}
+
+impl std::fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evidence")
+            .field("call_id", &self.call_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where providers hand their evidence (a task writes it to the store).
+pub type EvidenceSink = mpsc::UnboundedSender<Evidence>;
+
 /// A provider built from the configuration, with what the rest of idgate must connect to it.
 pub struct Configured {
     /// The provider, ready to take orders.
@@ -161,8 +184,12 @@ pub struct Configured {
     pub app_push: Option<app_push::Callbacks>,
 }
 
-/// The provider the configuration names (reading its certificate and secret files).
-pub fn from_config(config: &crate::config::ProviderConfig) -> Result<Configured, SetupError> {
+/// The provider the configuration names (reading its certificate and secret files); its
+/// evidence of completed orders goes to `evidence`.
+pub fn from_config(
+    config: &crate::config::ProviderConfig,
+    evidence: EvidenceSink,
+) -> Result<Configured, SetupError> {
     use crate::config::ProviderKind;
     use std::sync::Arc;
     let only = |provider: Arc<dyn Provider>| Configured {
@@ -173,7 +200,20 @@ pub fn from_config(config: &crate::config::ProviderConfig) -> Result<Configured,
         ProviderKind::Simulator => only(Arc::new(simulator::Simulator::new(
             config.simulator.clone(),
         ))),
-        ProviderKind::Bankid => only(Arc::new(bankid::BankId::new(&config.bankid)?)),
+        ProviderKind::Bankid => {
+            let bankid =
+                bankid::BankId::new(&config.bankid)?.on_completion(move |call_id, completion| {
+                    let Ok(data) = serde_json::to_string(&completion) else {
+                        return;
+                    };
+                    let _ = evidence.send(Evidence {
+                        call_id,
+                        method: Method::Bankid,
+                        data,
+                    });
+                });
+            only(Arc::new(bankid))
+        }
         ProviderKind::Freja => only(Arc::new(freja::Freja::new(&config.freja)?)),
         ProviderKind::AppPush => {
             let provider = app_push::AppPush::from_config(&config.app_push)?;

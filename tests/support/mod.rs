@@ -271,3 +271,33 @@ pub fn header_count(message: &str, name: &str) -> usize {
         })
         .count()
 }
+
+/// Adds a customer to a running idgate's directory through its store (the SQLite file).
+pub fn add_customer(idgate: &Idgate, personal_number: &str, number: &str) {
+    use idgate::identity::{E164, PersonName, PersonalNumber};
+    let url = format!("sqlite://{}", idgate.db_path().display());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = idgate::store::Store::connect(&url).await.expect("store");
+        let pnr = PersonalNumber::parse(personal_number).expect("pnr");
+        let e164 = E164::parse(number, "SE").expect("number");
+        let name = PersonName::new("Tolvan Tolvansson".to_string());
+        store
+            .add_customer(&name, &pnr, &[e164])
+            .await
+            .expect("add customer");
+    });
+}
+
+/// Waits (bounded) until idgate's log holds `needle` on a finished line; returns the log.
+pub fn wait_for_log(idgate: &Idgate, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = idgate.log();
+        let done = log.lines().any(|l| l.contains(needle)) && log.ends_with('\n');
+        if done || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -8,8 +8,8 @@ use tokio::time::timeout;
 
 use super::fake::{FakeBackend, FakeOutcome, FakeSettings};
 use super::*;
-use crate::identity::{E164, PersonalNumber};
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::identity::{E164, PersonalNumber};
 use crate::verify::Subject;
 
 pub(crate) const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
@@ -226,7 +226,8 @@ async fn a_missing_ca_file_is_named_by_its_key() {
 #[tokio::test]
 async fn setup_hands_out_the_hub_only_for_app_push() {
     let setup = |c: &ProviderConfig| {
-        crate::verify::from_config(c).map(|configured| (configured.provider, configured.app_push))
+        crate::verify::from_config(c, tokio::sync::mpsc::unbounded_channel().0)
+            .map(|configured| (configured.provider, configured.app_push))
     };
     let (simulator, hub) = setup(&ProviderConfig::default()).unwrap();
     assert_eq!(

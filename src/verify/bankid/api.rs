@@ -105,12 +105,11 @@ struct StepUp {
     mrtd: Option<bool>,
 }
 
-/// The evidence of a completed order (`completionData` less the user), kept for audit.
-///
-/// Not stored yet: a later issue persists it with the call's audit record under the retention
-/// policy (hook it up with `BankId::on_completion`). It is evidence about a person: never log
-/// it; `Debug` prints nothing of it.
-#[derive(Clone, PartialEq, Eq)]
+/// The evidence of a completed order (`completionData` less the user), kept for audit: stored
+/// as JSON in the `verification_evidence` table (`verify::Evidence`). It is evidence about a
+/// person: never log it; `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Completion {
     /// `signature`: base64 of BankID's signed XML.
     pub signature: String,

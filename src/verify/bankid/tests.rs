@@ -378,7 +378,10 @@ fn the_config_file_selects_bankid() {
                 ca = \"/nonexistent/ca.pem\"\n";
     let config = crate::config::Config::parse("test.toml", text).unwrap();
     assert_eq!(config.provider.kind.as_str(), "bankid");
-    let err = crate::verify::from_config(&config.provider).err().unwrap();
+    let err =
+        crate::verify::from_config(&config.provider, tokio::sync::mpsc::unbounded_channel().0)
+            .err()
+            .unwrap();
     assert!(
         err.to_string()
             .starts_with("provider.bankid.ca: /nonexistent/ca.pem"),
