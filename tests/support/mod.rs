@@ -54,9 +54,20 @@ impl Idgate {
 
     /// As `start_with`, with whole extra sections (`[limits]`, ...) appended to the config.
     pub fn start_full(routes: &str, simulator: &str, sip_extra: &str, sections: &str) -> Idgate {
+        Idgate::start_on(free_port(), routes, simulator, sip_extra, sections)
+    }
+
+    /// As `start_full`, with the HTTP API on a port chosen beforehand (a fake backend that
+    /// calls idgate back must know it first).
+    pub fn start_on(
+        http_port: u16,
+        routes: &str,
+        simulator: &str,
+        sip_extra: &str,
+        sections: &str,
+    ) -> Idgate {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
-        let http_port = free_port();
         let (rtp_min, rtp_max) = rtp_range();
         let dialplans = dir.path().join("dialplans");
         std::fs::create_dir(&dialplans).expect("dialplan dir");
