@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod call;
+pub mod cli;
 pub mod config;
 pub mod flow;
 pub mod identity;

@@ -40,6 +40,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Manage the customer directory in the database `[store] url` names.
+    Customers(idgate::cli::customers::CustomersArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
+        Command::Customers(args) => idgate::cli::customers::run(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,6 +105,7 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .with_context(|| format!("store.url {:?}", config.store.url))?;
     let idgate::verify::Configured { provider, app_push } =
         idgate::verify::from_config(&config.provider, evidence_sink(&store))?;
+    let directory = idgate::verify::directory::Directory::from_config(&config.directory, &store)?;
     let prompts = load_prompts()?;
     let media = MediaEngine::start(MediaConfig {
         bind_ip: config.media.bind_ip,
@@ -125,8 +129,9 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         registry: Registry::default(),
         limits: config.limits.push_limits(),
         app_push,
+        directory,
     });
-    let http = idgate::api::serve(config.http.listen, services.clone(), cancel.clone()).await?;
+    let http = idgate::api::serve(&config.http, services.clone(), cancel.clone()).await?;
     tokio::spawn(idgate::call::run_intake(services.clone(), calls));
     print_banner(&config, path.as_deref(), http);
     shutdown_signal().await;

@@ -2,6 +2,7 @@
 //! with later capabilities. It controls calls only through the call registry.
 
 mod app_push;
+pub mod customers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::call::Services;
+use crate::config::{HttpConfig, Token};
 
 /// Errors starting the HTTP API.
 #[derive(Debug, thiserror::Error)]
@@ -25,29 +27,60 @@ pub enum ApiError {
         /// Why.
         source: std::io::Error,
     },
+    /// `http.api_token_file` could not be read or is empty.
+    #[error("http.api_token_file: {}: {detail}", .path.display())]
+    TokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong (never the file's contents).
+        detail: String,
+    },
 }
 
-/// The router, for tests and for `serve`.
-pub fn router(services: Arc<Services>) -> Router {
+/// The router, for tests and for `serve`. `api_token` guards the management routes
+/// (`/v1/customers`); without one they answer 401.
+pub fn router(services: Arc<Services>, api_token: Option<Token>) -> Router {
+    let customers = customers::router(services.store.clone(), api_token);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/app-push/callback", app_push::route())
         .with_state(services)
+        .merge(customers)
 }
 
-/// Binds `addr` and serves until `cancel` fires. Returns the bound address at once.
+/// The management API token: `http.api_token`, or the contents of `http.api_token_file`
+/// (surrounding whitespace ignored).
+pub fn api_token(http: &HttpConfig) -> Result<Option<Token>, ApiError> {
+    let Some(path) = &http.api_token_file else {
+        return Ok(http.api_token.clone());
+    };
+    let error = |detail: String| ApiError::TokenFile {
+        path: path.clone(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    match text.trim() {
+        "" => Err(error("the file is empty".to_owned())),
+        token => Ok(Some(Token::new(token.to_owned()))),
+    }
+}
+
+/// Reads the API token, binds `http.listen` and serves until `cancel` fires. Returns the bound
+/// address at once.
 pub async fn serve(
-    addr: SocketAddr,
+    http: &HttpConfig,
     services: Arc<Services>,
     cancel: CancellationToken,
 ) -> Result<SocketAddr, ApiError> {
+    let api_token = api_token(http)?;
+    let addr = http.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ApiError::Bind { addr, source })?;
     let local = listener
         .local_addr()
         .map_err(|source| ApiError::Bind { addr, source })?;
-    let app = router(services);
+    let app = router(services, api_token);
     tokio::spawn(async move {
         let shutdown = async move { cancel.cancelled().await };
         if let Err(e) = axum::serve(listener, app)

@@ -46,6 +46,8 @@ pub struct Services {
     /// Where `POST /v1/app-push/callback` delivers callbacks: the app-push provider's pending
     /// orders (`Some` only when `provider.kind = "app-push"`).
     pub app_push: Option<crate::verify::app_push::Callbacks>,
+    /// The customer directory caller numbers are looked up in (`[directory]`).
+    pub directory: crate::verify::directory::Directory,
 }
 
 /// The live calls of this instance (read by the `api` module).

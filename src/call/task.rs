@@ -305,8 +305,8 @@ impl Call<'_> {
     }
 
     async fn lookup(&self, number: &E164) -> Input {
-        match self.services.store.find_customer_by_number(number).await {
-            Ok(Some(customer)) => Input::DirectoryAnswer(Lookup::Found(customer.personal_number)),
+        match self.services.directory.lookup(number).await {
+            Ok(Some(entry)) => Input::DirectoryAnswer(Lookup::Found(entry.personal_number)),
             Ok(None) => Input::DirectoryAnswer(Lookup::NotFound),
             Err(e) => {
                 warn!(error = %e, "directory lookup failed");

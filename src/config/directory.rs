@@ -97,7 +97,9 @@ fn validate_url(raw: &str) -> Result<(), String> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
-        "http" => Err("http:// only with a loopback address (127.0.0.1, [::1]); use https://".into()),
+        "http" => {
+            Err("http:// only with a loopback address (127.0.0.1, [::1]); use https://".into())
+        }
         other => Err(format!("unsupported scheme {other:?}")),
     }
 }

@@ -4,6 +4,7 @@
 
 mod check;
 mod dialplan;
+mod directory;
 mod error;
 mod limits;
 mod sections;
@@ -19,6 +20,7 @@ pub use crate::identity::headers::SubjectMode;
 
 pub use check::{CheckReport, RouteSummary, check};
 pub use dialplan::{CalledMatch, Dialplan, Language, Route, SipUri, Transfer};
+pub use directory::{DirectoryConfig, DirectoryKind, NUMBER_PLACEHOLDER, Token};
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
 pub use sections::{
@@ -53,6 +55,8 @@ pub struct Config {
     pub dialplan: DialplanConfig,
     /// `[limits]`: anti push-bombing.
     pub limits: LimitsConfig,
+    /// `[directory]`: where caller numbers are looked up.
+    pub directory: DirectoryConfig,
 }
 
 impl Config {
@@ -99,6 +103,8 @@ impl Config {
         self.store.validate()?;
         self.identity.validate()?;
         self.limits.validate()?;
+        self.http.validate()?;
+        self.directory.validate()?;
         Ok(())
     }
 }

@@ -156,12 +156,37 @@ fn validate_host(host: &str) -> Result<(), String> {
 pub struct HttpConfig {
     /// Address the HTTP server listens on. Default `"127.0.0.1:8080"`.
     pub listen: SocketAddr,
+    /// Bearer token the management API (`/v1/customers`) requires
+    /// (`Authorization: Bearer <token>`). Prefer `api_token_file`. Default: none, and then
+    /// every management request is refused with 401.
+    pub api_token: Option<super::Token>,
+    /// A file holding the API token (read at start; surrounding whitespace ignored). Default:
+    /// none. At most one of `api_token` and `api_token_file`.
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            api_token: None,
+            api_token_file: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// At most one token source, and no empty token.
+    pub(crate) fn validate(&self) -> Result<(), Problem> {
+        match (&self.api_token, &self.api_token_file) {
+            (Some(_), Some(_)) => Err(Problem::new(
+                "http.api_token",
+                "set api_token or api_token_file, not both",
+            )),
+            (Some(token), None) if token.expose().trim().is_empty() => {
+                Err(Problem::new("http.api_token", "must not be empty"))
+            }
+            _ => Ok(()),
         }
     }
 }

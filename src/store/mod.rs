@@ -17,7 +17,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use attempts::{PushDecision, PushLimits, PushTarget, Refusal};
 pub use calls::{CallRow, CallStatus, NewCall, TransferOutcome};
-pub use customers::Customer;
+pub use customers::{
+    Customer, CustomerError, CustomerKey, CustomerSummary, ImportError, ImportRow, ImportSummary,
+    NewCustomer,
+};
 pub use error::StoreError;
 
 /// How long a connection waits for another writer before giving up with "database is busy".

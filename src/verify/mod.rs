@@ -3,6 +3,7 @@
 
 pub mod app_push;
 pub mod bankid;
+pub mod directory;
 pub mod freja;
 pub mod simulator;
 pub mod tls;
