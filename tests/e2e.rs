@@ -204,6 +204,37 @@ fn an_anonymous_caller_types_a_personal_number_by_sip_info_and_is_verified() {
 }
 
 #[test]
+fn a_keypad_entry_that_fails_validation_reaches_the_queue_as_invalid_input() {
+    let queue_dir = tempfile::tempdir().expect("dir");
+    let mut queue = queue(queue_dir.path(), "queue.xml");
+    let routes = format!(
+        "[[route]]\nname = \"keypad\"\nmatch = \"*\"\ndirectory = false\nphone_push = false\nkeypad_attempts = 1\ntarget = \"sip:queue@127.0.0.1:{}\"\n",
+        queue.port
+    );
+    let idgate = Idgate::start(&routes, FAST_APPROVE);
+    // The scenario types 8112289875#: a real date, a wrong check digit. No push is sent.
+    let mut caller = call(
+        &idgate,
+        "caller_keypad_invalid.xml",
+        "anonymous",
+        &["-d", "3000"],
+    );
+    assert_ok("caller", &mut caller, &idgate);
+    assert_ok("queue", &mut queue, &idgate);
+    let invite = queue.received("INVITE").expect("INVITE");
+    assert_eq!(
+        header(&invite, "X-Identity-Reason"),
+        Some("invalid-input"),
+        "{invite}"
+    );
+    assert_eq!(
+        header(&invite, "X-Identity-Method"),
+        None,
+        "no push was sent"
+    );
+}
+
+#[test]
 fn a_caller_who_hangs_up_during_identification_ends_cleanly_and_the_push_is_cancelled() {
     let simulator = "default = \"approve\"\ndelay_ms = 20000\nhint_ms = 100\n";
     let idgate = Idgate::start(&route(9), simulator);
@@ -340,7 +371,7 @@ fn an_invite_from_an_untrusted_peer_gets_403() {
 
 /// One idgate, one queue, a caller per reason: every unverified reason idgate can produce
 /// without a keypad reaches the queue in `X-Identity-Reason` (declined, anonymous and the
-/// keypad paths have their own tests; invalid-input is shown by the flow's tests).
+/// keypad paths, invalid-input among them, have their own tests).
 #[test]
 fn every_reason_reaches_the_queue_header() {
     let dir = tempfile::tempdir().expect("dir");

@@ -181,6 +181,7 @@ mod tests {
             call_id,
             subject: Subject::Person(person),
             language: "sv",
+            intent: None,
         });
         let first = timeout(LIMIT, order.updates.recv()).await.unwrap();
         assert_eq!(first, Some(VerifyUpdate::Pending(Hint::Sent)));

@@ -346,6 +346,7 @@ impl Call<'_> {
             call_id: self.id,
             subject,
             language: self.answered.route.language.as_str(),
+            intent: self.answered.route.intent.clone(),
         };
         self.verification = Some(self.services.provider.start(request));
         self.verification_final = false;

@@ -63,6 +63,11 @@ struct RawRoute {
     /// Seconds the queue leg may ring before `fallback` (or a polite hang-up). Default `60`.
     #[serde(default = "default_ring_timeout")]
     ring_timeout_secs: u64,
+    /// The text the eID app shows for this route's pushes (BankID `userVisibleData`), in the
+    /// route's language: name the company and say the caller called you. Default: the
+    /// provider's text for the language (`[provider.bankid] intent_sv` / `intent_en`).
+    #[serde(default)]
+    intent: Option<String>,
     /// Milliseconds idgate rings (180 Ringing) before it answers. Some trunks expect a ring
     /// before answer; the caller can still CANCEL meanwhile. Default `0` (answer at once).
     #[serde(default)]
@@ -259,6 +264,8 @@ pub struct Route {
     pub ring_timeout: Duration,
     /// How long idgate rings before it answers.
     pub answer_after: Duration,
+    /// The route's own text for the eID app, if any.
+    pub intent: Option<String>,
     /// How the call is handed to the queue.
     pub transfer: Transfer,
     /// The agent queue.
@@ -406,6 +413,7 @@ impl RawRoute {
             identify_timeout: Duration::from_secs(self.identify_timeout_secs),
             ring_timeout: Duration::from_secs(self.ring_timeout_secs),
             answer_after: Duration::from_millis(self.answer_after_ms),
+            intent: self.intent.clone(),
             transfer: self.transfer,
             target,
             fallback,
@@ -431,6 +439,16 @@ impl RawRoute {
         }
         if self.ring_timeout_secs == 0 {
             return Err(fail("ring_timeout_secs".into(), "must be at least 1"));
+        }
+        if let Some(intent) = &self.intent {
+            // BankID takes at most MAX_VISIBLE_DATA characters of base64.
+            let encoded = intent.len().div_ceil(3) * 4;
+            if intent.trim().is_empty() || encoded > crate::verify::bankid::MAX_VISIBLE_DATA {
+                return Err(fail(
+                    "intent".into(),
+                    "must be non-empty and at most 1,100 bytes",
+                ));
+            }
         }
         if self.identify && !(self.directory || self.phone_push || self.keypad) {
             let problem = "is true, but directory, phone_push and keypad are all false";

@@ -361,3 +361,16 @@ fn identity_settings_parse() {
     let e = err("[identity]\nsubject = \"partial\"\n");
     assert!(e.contains("unknown variant `partial`"), "{e}");
 }
+
+#[test]
+fn a_route_intent_must_fit_bankid() {
+    let long = "x".repeat(1200);
+    let text = format!(
+        "[[route]]\nname = \"acme\"\nmatch = \"*\"\nintent = \"{long}\"\ntarget = \"sip:q@pbx\"\n"
+    );
+    let e = route_err("dialplans/10-acme.toml", &text);
+    assert!(e.contains("route \"acme\"") && e.contains("intent"), "{e}");
+    let ok = "[[route]]\nname = \"acme\"\nmatch = \"*\"\nintent = \"Du ringde Acme.\"\ntarget = \"sip:q@pbx\"\n";
+    let routes = Dialplan::parse_file("dialplans/10-acme.toml", ok).unwrap();
+    assert_eq!(routes[0].intent.as_deref(), Some("Du ringde Acme."));
+}

@@ -80,6 +80,7 @@ fn request(who: &PersonalNumber) -> VerifyRequest {
         call_id: Uuid::new_v4(),
         subject: Subject::Person(who.clone()),
         language: "sv",
+        intent: None,
     }
 }
 

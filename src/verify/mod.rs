@@ -35,6 +35,9 @@ pub struct VerifyRequest {
     pub subject: Subject,
     /// The route's language (`"sv"`, `"en"`): the language of the text shown in the app.
     pub language: &'static str,
+    /// The route's own text for the app (BankID's `userVisibleData`), if it has one; else the
+    /// provider's text for `language`.
+    pub intent: Option<String>,
 }
 
 /// What the provider says while the order is pending (drives the prompts).

@@ -356,6 +356,7 @@ mod tests {
             call_id: Uuid::new_v4(),
             subject,
             language: "sv",
+            intent: None,
         })
     }
 

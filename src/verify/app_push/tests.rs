@@ -46,6 +46,7 @@ fn request(subject: Subject) -> VerifyRequest {
         call_id: Uuid::new_v4(),
         subject,
         language: "en",
+        intent: None,
     }
 }
 

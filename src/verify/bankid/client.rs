@@ -41,13 +41,12 @@ impl ApiError {
         }
     }
 
-    /// The failure an order that ends with this error reports.
+    /// The failure an order that ends with this error reports. `alreadyInProgress` (an order
+    /// for this person runs elsewhere) is BankID's refusal, a `provider-error` as the product
+    /// contract says; `rate-limited` is kept for idgate's own anti push-bombing limits and
+    /// BankID's 429.
     pub fn failure(&self) -> Failure {
         match self {
-            ApiError::Status {
-                status: 400,
-                error_code,
-            } if error_code == "alreadyInProgress" => Failure::RateLimited,
             ApiError::Status { status: 429, .. } => Failure::RateLimited,
             other => Failure::Provider(format!("bankid: {other}")),
         }
@@ -182,11 +181,11 @@ mod tests {
     }
 
     #[test]
-    fn already_in_progress_is_a_rate_limit_and_the_rest_provider_errors() {
-        assert_eq!(
+    fn already_in_progress_is_a_provider_error_and_429_a_rate_limit() {
+        assert!(matches!(
             status(400, "alreadyInProgress").failure(),
-            Failure::RateLimited
-        );
+            Failure::Provider(_)
+        ));
         assert_eq!(status(429, "(none)").failure(), Failure::RateLimited);
         for (code, name) in [
             (400, "invalidParameters"),

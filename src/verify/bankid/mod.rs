@@ -121,7 +121,10 @@ impl BankId {
         PhoneAuthRequest {
             personal_number: person.to_owned(),
             call_initiator: "user",
-            user_visible_data: self.settings.intent(request.language).to_owned(),
+            user_visible_data: match &request.intent {
+                Some(text) => BASE64.encode(text.as_bytes()),
+                None => self.settings.intent(request.language).to_owned(),
+            },
             user_visible_data_format: "simpleMarkdownV1",
             user_non_visible_data: BASE64.encode(request.call_id.to_string()),
             requirement: self

@@ -73,6 +73,7 @@ fn start(freja: &Freja, subject: Subject) -> crate::verify::Verification {
         call_id: Uuid::new_v4(),
         subject,
         language: "sv",
+        intent: None,
     })
 }
 
