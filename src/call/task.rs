@@ -10,7 +10,8 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::flow::{Action, Flow, Input, Lookup, Outcome, Target, TransferMode};
-use crate::identity::headers::{encode_uri_headers, identity_headers};
+use crate::identity::headers::{encode_uri_headers, identity_headers_with_token};
+use crate::identity::token::CallFacts;
 use crate::identity::{CallerId, E164, Verdict};
 use crate::media::sdp;
 use crate::media::{MediaEvent, MediaStream};
@@ -28,12 +29,18 @@ const REFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 struct Queue {
     leg: QueueLeg,
     stream: MediaStream,
+    /// Whether the queue answered (2xx). A leg that ends before is a failed leg, not a
+    /// hang-up: the dialog's end and the INVITE's final response arrive by separate paths and
+    /// either may come first.
+    answered: bool,
 }
 
 /// A call in progress: the flow and the resources its actions act on.
 struct Call<'a> {
     services: &'a Services,
     id: Uuid,
+    /// The Call-ID of the caller leg (the token's `sip_call_id`).
+    sip_call_id: String,
     flow: Flow,
     answered: Answered,
     verification: Option<Verification>,
@@ -51,6 +58,7 @@ pub(super) async fn run(services: &Services, id: Uuid, call: IncomingCall) {
     if !call.spoofed.is_empty() {
         warn!(headers = ?call.spoofed, "identity headers from the caller side removed (spoofing attempt)");
     }
+    let sip_call_id = call.sip_call_id.clone();
     let Some(answered) = setup::answer(services, id, call).await else {
         return;
     };
@@ -59,6 +67,7 @@ pub(super) async fn run(services: &Services, id: Uuid, call: IncomingCall) {
     let mut call = Call {
         services,
         id,
+        sip_call_id,
         flow: Flow::new(policy),
         answered,
         verification: None,
@@ -222,8 +231,12 @@ impl Call<'_> {
                 Some(Input::QueueFailed)
             }
             Some(LegEvent::Ended(_)) | None => {
-                self.queue = None;
-                Some(Input::QueueHangup)
+                let answered = self.queue.take().is_some_and(|q| q.answered);
+                Some(if answered {
+                    Input::QueueHangup
+                } else {
+                    Input::QueueFailed
+                })
             }
             Some(_) => None,
         }
@@ -231,7 +244,8 @@ impl Call<'_> {
 
     /// Starts the queue leg's media towards the queue's answer, or gives up on the leg.
     async fn queue_answered(&mut self, answer: &[u8]) -> Option<Input> {
-        let queue = self.queue.as_ref()?;
+        let queue = self.queue.as_mut()?;
+        queue.answered = true;
         let parsed = std::str::from_utf8(answer)
             .ok()
             .and_then(|text| sdp::parse_answer(text, self.answered.media.codec).ok());
@@ -402,7 +416,17 @@ impl Call<'_> {
             reason: crate::identity::Reason::ProviderError,
             method: None,
         });
-        identity_headers(&verdict, self.id, &self.services.headers)
+        let facts = CallFacts {
+            call: self.id,
+            sip_call_id: &self.sip_call_id,
+            caller: &self.answered.caller,
+        };
+        let opts = &self.services.headers;
+        let token = self
+            .services
+            .tokens
+            .issue(&verdict, facts, opts, SystemTime::now());
+        identity_headers_with_token(&verdict, self.id, opts, &token)
     }
 
     async fn refer(&mut self, uri: &str, headers: &[(String, String)]) -> Option<Input> {
@@ -450,7 +474,11 @@ impl Call<'_> {
         };
         match self.services.sip.place_call(call) {
             Ok(leg) => {
-                self.queue = Some(Queue { leg, stream });
+                self.queue = Some(Queue {
+                    leg,
+                    stream,
+                    answered: false,
+                });
                 None
             }
             Err(e) => {
