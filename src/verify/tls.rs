@@ -20,6 +20,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_platform_verifier::BuilderVerifierExt;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
@@ -387,3 +388,72 @@ async fn serve_connection(
 
 #[cfg(test)]
 mod tests;
+
+/// Whom an HTTPS client to a company system (app backend, CRM) trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Plain HTTP to a loopback address: no certificate is checked, as none is sent.
+    Loopback,
+    /// The system's trusted roots (rustls-platform-verifier).
+    System,
+    /// Only the CA certificate(s) in this PEM file.
+    Ca(std::path::PathBuf),
+}
+
+/// A reqwest client on rustls with ring that trusts as `trust` says, times every request out
+/// after `timeout` (connect, send and body) and follows no redirects (a request goes where it
+/// was configured to, or fails). `key` is the config key named in errors.
+pub fn http_client(
+    trust: &Trust,
+    timeout: std::time::Duration,
+    key: &'static str,
+) -> Result<reqwest::Client, crate::verify::SetupError> {
+    let mut tls = trusting(trust, key)?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("idgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| crate::verify::SetupError::Invalid {
+            key,
+            detail: format!("HTTP client: {e}"),
+        })
+}
+
+/// The rustls client config for `trust`, on the ring provider.
+fn trusting(trust: &Trust, key: &'static str) -> Result<ClientConfig, crate::verify::SetupError> {
+    use crate::verify::SetupError;
+    let invalid = |detail: String| SetupError::Invalid { key, detail };
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(format!("TLS: {e}")))?;
+    match trust {
+        // reqwest builds TLS even for plain HTTP; nothing is trusted, as nothing is used.
+        Trust::Loopback => Ok(builder
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()),
+        Trust::System => builder
+            .with_platform_verifier()
+            .map(|b| b.with_no_client_auth())
+            .map_err(|e| {
+                invalid(format!(
+                    "the system's trusted roots are unusable ({e}); install ca-certificates or name a CA file"
+                ))
+            }),
+        Trust::Ca(path) => {
+            let file = PemFile { key, path };
+            client_config_from_files(file, None).map_err(|e| match e {
+                TlsError::File { key, path, detail } => SetupError::File {
+                    key,
+                    path: path.display().to_string(),
+                    detail,
+                },
+                other => invalid(other.to_string()),
+            })
+        }
+    }
+}

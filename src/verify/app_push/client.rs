@@ -2,18 +2,15 @@
 //! provider passed explicitly (no process-wide `CryptoProvider` needed), and the two signed
 //! requests idgate sends: the push and its cancel.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
-use rustls::ClientConfig;
-use rustls_platform_verifier::BuilderVerifierExt;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::config::{Settings, Trust};
 use super::signature::{SIGNATURE_HEADER, SigningKey, TIMESTAMP_HEADER, unix_now};
-use crate::verify::tls::{self, PemFile, TlsError};
+use crate::verify::tls;
 use crate::verify::{Failure, SetupError, Subject, VerifyRequest};
 
 /// The push request body (README, "Company app push").
@@ -131,61 +128,7 @@ pub(crate) fn signed_post(
         .body(body)
 }
 
-/// A reqwest client that trusts as `trust` says, times requests out after `timeout`, and
-/// follows no redirects (a signed request goes where it was configured to, or fails).
+/// The app backend's HTTP client (see [`tls::http_client`]).
 pub(crate) fn http_client(trust: &Trust, timeout: Duration) -> Result<reqwest::Client, SetupError> {
-    let mut tls = client_tls(trust)?;
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("idgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SetupError::Invalid {
-            key: "provider.app-push",
-            detail: format!("HTTP client: {e}"),
-        })
-}
-
-/// The rustls client config for `trust`, on the `ring` provider.
-fn client_tls(trust: &Trust) -> Result<ClientConfig, SetupError> {
-    let ca_key = "provider.app-push.ca";
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SetupError::Invalid {
-            key: ca_key,
-            detail: format!("TLS: {e}"),
-        })?;
-    match trust {
-        // reqwest builds TLS even for plain HTTP; nothing is trusted, as nothing is used.
-        Trust::Loopback => Ok(builder
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()),
-        Trust::System => builder
-            .with_platform_verifier()
-            .map(|b| b.with_no_client_auth())
-            .map_err(|e| SetupError::Invalid {
-                key: ca_key,
-                detail: format!(
-                    "the system's trusted roots are unusable ({e}); install ca-certificates or set {ca_key}"
-                ),
-            }),
-        Trust::Ca(path) => {
-            let file = PemFile { key: ca_key, path };
-            tls::client_config_from_files(file, None).map_err(|e| match e {
-                TlsError::File { key, path, detail } => SetupError::File {
-                    key,
-                    path: path.display().to_string(),
-                    detail,
-                },
-                other => SetupError::Invalid {
-                    key: ca_key,
-                    detail: other.to_string(),
-                },
-            })
-        }
-    }
+    tls::http_client(trust, timeout, "provider.app-push.ca")
 }

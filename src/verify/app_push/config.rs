@@ -78,16 +78,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// How idgate reaches the company backend's TLS server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Trust {
-    /// Plain HTTP to a loopback address: no certificate is checked, as none is sent.
-    Loopback,
-    /// The system's trusted roots (rustls-platform-verifier).
-    System,
-    /// Only the CA certificate(s) in this PEM file.
-    Ca(PathBuf),
-}
+pub(crate) use crate::verify::tls::Trust;
 
 /// [`AppPushConfig`], checked.
 #[derive(Debug, Clone)]

@@ -6,13 +6,10 @@
 //! The HTTP client is reqwest on rustls with the `ring` provider passed explicitly, trusting
 //! the system's roots (rustls-platform-verifier), as the app-push client does.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{StatusCode, Url};
-use rustls::ClientConfig;
-use rustls_platform_verifier::BuilderVerifierExt;
 use serde::Deserialize;
 
 use super::DirectoryEntry;
@@ -20,6 +17,7 @@ use super::cache::{Answer, Cache};
 use crate::config::{DirectoryConfig, NUMBER_PLACEHOLDER, Token};
 use crate::identity::{E164, PersonName, PersonalNumber};
 use crate::verify::SetupError;
+use crate::verify::tls::{self, Trust};
 
 /// The most answers kept in the cache.
 const CACHE_CAPACITY: usize = 10_000;
@@ -157,47 +155,13 @@ fn request_error(e: reqwest::Error) -> CrmError {
     CrmError::Request(text)
 }
 
-/// A client that times each request out after `timeout` (connect, send and body) and follows
-/// no redirects. For `https` it trusts the system's roots; plain `http` (loopback only, checked
-/// with the config) needs none.
+/// The CRM's HTTP client: system roots for `https`, none for plain `http` (loopback only,
+/// checked with the config). See [`tls::http_client`].
 fn http_client(timeout: Duration, https: bool) -> Result<reqwest::Client, SetupError> {
-    let mut tls = client_tls(https)?;
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("idgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SetupError::Invalid {
-            key: "directory",
-            detail: format!("HTTP client: {e}"),
-        })
-}
-
-/// The rustls client config on the `ring` provider.
-fn client_tls(https: bool) -> Result<ClientConfig, SetupError> {
-    let invalid = |detail: String| SetupError::Invalid {
-        key: "directory.url",
-        detail,
+    let trust = if https {
+        Trust::System
+    } else {
+        Trust::Loopback
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(format!("TLS: {e}")))?;
-    if !https {
-        // reqwest builds TLS even for plain HTTP; nothing is trusted, as nothing is used.
-        return Ok(builder
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth());
-    }
-    builder
-        .with_platform_verifier()
-        .map(|b| b.with_no_client_auth())
-        .map_err(|e| {
-            invalid(format!(
-                "the system's trusted roots are unusable ({e}); install ca-certificates"
-            ))
-        })
+    tls::http_client(&trust, timeout, "directory.url")
 }
