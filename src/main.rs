@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use idgate::call::{Registry, Services};
-use idgate::config::{self, Config, Dialplan, Transport};
+use idgate::config::{self, Config, Dialplan, IdentityConfig, Transport};
 use idgate::identity::headers::HeaderOptions;
+use idgate::identity::token::TokenIssuer;
 use idgate::media::{MediaConfig, MediaEngine, PromptSet};
 use idgate::sip::{SipSettings, SipStack};
 use idgate::store::Store;
@@ -42,6 +43,10 @@ enum Command {
     },
     /// Manage the customer directory in the database `[store] url` names.
     Customers(idgate::cli::customers::CustomersArgs),
+    /// Make the Ed25519 key X-Identity-Token is signed with.
+    Keys(idgate::cli::keys::KeysArgs),
+    /// Check an X-Identity-Token offline.
+    Token(idgate::cli::token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,13 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Customers(args) => idgate::cli::customers::run(args).map_err(Into::into),
+        Command::Keys(args) => {
+            idgate::cli::keys::run(args, &mut std::io::stdout().lock()).map_err(Into::into)
+        }
+        Command::Token(args) => {
+            let now = std::time::SystemTime::now();
+            idgate::cli::token::run(args, now, &mut std::io::stdout().lock()).map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,7 +81,18 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
     // Reads the provider's certificate, key and secret files, so a missing one fails here and
     // not at the first call.
     idgate::verify::from_config(&config.provider, tokio::sync::mpsc::unbounded_channel().0)?;
-    println!("{report}");
+    // Reads the token key files the same way.
+    let tokens = TokenIssuer::from_config(&config.identity)?;
+    print!("{report}");
+    match &config.identity.signing_key_file {
+        Some(file) => println!(
+            "token:    kid {} ({}), {} previous key(s)",
+            tokens.signer().kid(),
+            file.display(),
+            tokens.keys().keys().len() - 1
+        ),
+        None => println!("token:    ephemeral key (identity.signing_key_file not set)"),
+    }
     Ok(())
 }
 
@@ -106,6 +129,7 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let idgate::verify::Configured { provider, app_push } =
         idgate::verify::from_config(&config.provider, evidence_sink(&store))?;
     let directory = idgate::verify::directory::Directory::from_config(&config.directory, &store)?;
+    let tokens = token_issuer(&config.identity)?;
     let prompts = load_prompts()?;
     let media = MediaEngine::start(MediaConfig {
         bind_ip: config.media.bind_ip,
@@ -125,6 +149,7 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             subject: config.identity.subject,
             include_name: config.identity.include_name,
         },
+        tokens,
         media_ip: config.media.bind_ip,
         registry: Registry::default(),
         limits: config.limits.push_limits(),
@@ -138,6 +163,24 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     cancel.cancel();
     Ok(())
+}
+
+/// The token keys. Without `signing_key_file`, a key made now: `cargo run` works, but tokens
+/// stop verifying at the next restart, which the log says.
+fn token_issuer(identity: &IdentityConfig) -> anyhow::Result<TokenIssuer> {
+    let tokens = TokenIssuer::from_config(identity)?;
+    let kid = tokens.signer().kid().to_string();
+    if tokens.is_ephemeral() {
+        tracing::warn!(
+            kid,
+            "identity.signing_key_file is not set: X-Identity-Token is signed with a key made at \
+             start-up, and tokens will not verify after a restart (make a key with `idgate keys \
+             generate`)"
+        );
+    } else {
+        tracing::info!(kid, "token signing key loaded");
+    }
+    Ok(tokens)
 }
 
 /// Providers' evidence of completed orders, written to the store by one task (a slow database

@@ -97,6 +97,24 @@ fn verified_call_over(transport: &[&str]) {
     );
     assert!(idgate.log().contains("spoofing attempt"));
 
+    let token = header(&invite, "X-Identity-Token").expect("X-Identity-Token");
+    assert!(token.len() < 1024, "{token}");
+    let claims = claims_verified_by_jwks(&idgate, token);
+    assert_eq!(claims["call"].as_str(), Some(call_id));
+    assert_eq!(
+        claims["status"].as_str(),
+        header(&invite, "X-Identity-Status")
+    );
+    assert_eq!(claims["method"], "simulator");
+    assert_eq!(claims["orig"], "+46701234567");
+    assert_eq!(claims["sub"], "19121212-****", "masked by default");
+    assert_eq!(claims["iss"], "idgate");
+    assert!(claims.get("reason").is_none() && claims.get("name").is_none());
+    let (iat, exp) = (claims["iat"].as_u64(), claims["exp"].as_u64());
+    assert_eq!(exp.zip(iat).map(|(e, i)| e - i), Some(600));
+    let sip_call_id = caller_call_id(&caller).expect("the caller's Call-ID");
+    assert_eq!(claims["sip_call_id"].as_str(), Some(sip_call_id.as_str()));
+
     wait_for_log(&idgate, "outcome=\"connected\"");
     let row = call_row(&idgate, call_id);
     assert_eq!(row.status, Some(idgate::store::CallStatus::Verified));
@@ -110,6 +128,50 @@ fn verified_call_over(transport: &[&str]) {
         Some(idgate::store::TransferOutcome::Connected)
     );
     assert!(row.answered_at.is_some() && row.verdict_at.is_some() && row.ended_at.is_some());
+}
+
+/// The token's claims, after checking its signature against the key with its `kid` in the
+/// JWKS the running idgate serves (done here with ed25519-dalek directly, not idgate's verifier).
+fn claims_verified_by_jwks(idgate: &Idgate, token: &str) -> serde_json::Value {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let response = idgate.http_get("/.well-known/jwks.json").expect("JWKS");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.split_once("\r\n\r\n").expect("body").1;
+    let jwks: serde_json::Value = serde_json::from_str(body).expect("JWKS JSON");
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).expect("base64url");
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let header: serde_json::Value = serde_json::from_slice(&decode(parts[0])).expect("header");
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "idgate+jwt");
+    let keys = jwks["keys"].as_array().expect("keys");
+    let jwk = keys
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the kid in the JWKS");
+    assert_eq!(
+        (&jwk["kty"], &jwk["crv"]),
+        (&"OKP".into(), &"Ed25519".into())
+    );
+    let x: [u8; 32] = decode(jwk["x"].as_str().expect("x"))
+        .try_into()
+        .expect("32 bytes");
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&x).expect("an Ed25519 key");
+    let signature = ed25519_dalek::Signature::from_slice(&decode(parts[2])).expect("64 bytes");
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    key.verify_strict(signed.as_bytes(), &signature)
+        .expect("the signature verifies with the JWKS key");
+    serde_json::from_slice(&decode(parts[1])).expect("claims")
+}
+
+/// The Call-ID of the INVITE a SIPp caller sent.
+fn caller_call_id(caller: &Sipp) -> Option<String> {
+    let trace = caller.trace();
+    let sent = trace
+        .split("----------------------------------------------")
+        .find(|entry| entry.contains("message sent") && entry.contains("INVITE sip:"))?;
+    header(sent, "Call-ID").map(str::to_owned)
 }
 
 #[test]

@@ -1,8 +1,10 @@
-//! The HTTP API (axum): health now; metrics, calls, customers, the agent page and JWKS come
-//! with later capabilities. It controls calls only through the call registry.
+//! The HTTP API (axum): health, customers, app-push callbacks and the token keys (JWKS);
+//! metrics, calls and the agent page come with later capabilities. It controls calls only
+//! through the call registry.
 
 mod app_push;
 pub mod customers;
+mod jwks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +46,7 @@ pub fn router(services: Arc<Services>, api_token: Option<Token>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/app-push/callback", app_push::route())
+        .route("/.well-known/jwks.json", jwks::route())
         .with_state(services)
         .merge(customers)
 }

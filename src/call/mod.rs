@@ -37,6 +37,8 @@ pub struct Services {
     pub dialplan: Dialplan,
     /// How identity headers are written.
     pub headers: HeaderOptions,
+    /// Signs `X-Identity-Token` and holds the keys served as the JWKS.
+    pub tokens: crate::identity::token::TokenIssuer,
     /// The address written in SDP.
     pub media_ip: IpAddr,
     /// Live calls.

@@ -1,4 +1,7 @@
 //! Administration commands beside `serve`: `idgate customers ...` manages the customer
-//! directory in the database `[store] url` names. `main.rs` only dispatches here.
+//! directory in the database `[store] url` names; `idgate keys ...` makes the token signing
+//! key; `idgate token verify` checks a token offline. `main.rs` only dispatches here.
 
 pub mod customers;
+pub mod keys;
+pub mod token;

@@ -268,8 +268,19 @@ pub struct IdentityConfig {
     pub subject: SubjectMode,
     /// Whether the verified name goes in `X-Identity-Name` and the token. Default `false`.
     pub include_name: bool,
-    /// The token's `iss` (instance or company name). Default `"idgate"`.
+    /// The token's `iss` (instance or company name), at most 100 bytes. Default `"idgate"`.
     pub issuer: String,
+    /// PKCS#8 PEM file with the Ed25519 private key tokens are signed with (make one with
+    /// `idgate keys generate --out FILE`). Default: none: a new key is made at each start, and
+    /// tokens stop verifying after a restart.
+    pub signing_key_file: Option<PathBuf>,
+    /// Public keys (PEM files) of earlier signing keys, still served in the JWKS and accepted
+    /// by `idgate token verify` during a rotation: `"file.pem"` or
+    /// `{ file = "file.pem", retired_at = 2025-07-01T00:00:00Z }` (tokens it signed later than
+    /// that are refused). Default: none.
+    pub previous_public_keys: Vec<crate::identity::token::PreviousPublicKey>,
+    /// Seconds a token is valid after it is issued, 60 to 86400. Default 600.
+    pub token_lifetime_secs: u64,
 }
 
 impl Default for IdentityConfig {
@@ -278,6 +289,9 @@ impl Default for IdentityConfig {
             subject: SubjectMode::Masked,
             include_name: false,
             issuer: "idgate".to_owned(),
+            signing_key_file: None,
+            previous_public_keys: Vec::new(),
+            token_lifetime_secs: crate::identity::token::DEFAULT_LIFETIME_SECS,
         }
     }
 }
@@ -288,6 +302,21 @@ impl IdentityConfig {
         if self.issuer.trim().is_empty() || self.issuer.chars().any(char::is_control) {
             let problem = "must be non-empty, without control characters";
             return Err(Problem::new("identity.issuer", problem));
+        }
+        if self.issuer.len() > crate::identity::token::MAX_ISSUER_LEN {
+            return Err(Problem::new("identity.issuer", "must be at most 100 bytes"));
+        }
+        if !(60..=86_400).contains(&self.token_lifetime_secs) {
+            let problem = "must be 60 to 86400 seconds";
+            return Err(Problem::new("identity.token_lifetime_secs", problem));
+        }
+        for (i, entry) in self.previous_public_keys.iter().enumerate() {
+            if !entry.is_valid() {
+                let key = format!("identity.previous_public_keys[{i}].retired_at");
+                let problem =
+                    "must be a date-time with an offset, from 1970 on (2025-07-01T00:00:00Z)";
+                return Err(Problem::new(key, problem));
+            }
         }
         Ok(())
     }

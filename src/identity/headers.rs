@@ -94,7 +94,8 @@ impl Default for HeaderOptions {
 /// The identity headers for the queue leg, in this order: `Status`, `Reason` (unverified only),
 /// `Method` (when a method was tried), `Name` (verified, if `include_name`; see
 /// [`MAX_ENCODED_NAME_LEN`]), `Subject` (verified, per [`SubjectMode`]), `Call` (the call id,
-/// hyphenated lower case), each name prefixed with `opts.prefix`.
+/// hyphenated lower case), each name prefixed with `opts.prefix`. Without the token: the queue
+/// leg gets [`identity_headers_with_token`].
 pub fn identity_headers(
     verdict: &Verdict,
     call_id: Uuid,
@@ -124,7 +125,20 @@ pub fn identity_headers(
         }
     }
     headers.push(named("Call", call_id.hyphenated().to_string()));
-    // `<prefix>Token` (the compact JWS, IDENTITY-HEADERS.md "The token") goes here, last.
+    headers
+}
+
+/// [`identity_headers`] and, last, `<prefix>Token`: the compact JWS of IDENTITY-HEADERS.md
+/// "The token" (see [`TokenIssuer::issue`](super::token::TokenIssuer::issue): ASCII, no
+/// CR/LF, under 1 KB). What the queue leg and the REFER carry.
+pub fn identity_headers_with_token(
+    verdict: &Verdict,
+    call_id: Uuid,
+    opts: &HeaderOptions,
+    token: &str,
+) -> Vec<(String, String)> {
+    let mut headers = identity_headers(verdict, call_id, opts);
+    headers.push((format!("{}Token", opts.prefix), token.to_owned()));
     headers
 }
 

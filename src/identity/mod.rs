@@ -4,6 +4,7 @@
 pub mod caller;
 pub mod headers;
 pub mod personal_number;
+pub mod token;
 
 pub use caller::{CallerId, E164};
 pub use personal_number::{PersonName, PersonalNumber};
