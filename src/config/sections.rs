@@ -234,8 +234,10 @@ impl MediaSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Database URL. `sqlite://idgate.db` (a relative path is relative to the working directory;
-    /// the file is created if missing), `sqlite:///var/lib/idgate/idgate.db`, or
-    /// `sqlite::memory:`. Default `"sqlite://idgate.db"`.
+    /// the file is created if missing), `sqlite:///var/lib/idgate/idgate.db`, `sqlite::memory:`,
+    /// or `postgres://user@host:5432/idgate` (also `postgresql://`; the database must exist;
+    /// plain TCP, no TLS in this version) for several instances sharing one database.
+    /// Default `"sqlite://idgate.db"`.
     pub url: String,
 }
 
@@ -248,12 +250,14 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// Only SQLite is supported so far.
+    /// SQLite or PostgreSQL.
     pub(crate) fn validate(&self) -> Result<(), Problem> {
-        if self.url.starts_with("sqlite:") {
+        let schemes = ["sqlite:", "postgres://", "postgresql://"];
+        if schemes.iter().any(|s| self.url.starts_with(s)) {
             Ok(())
         } else {
-            let problem = "must be a sqlite: URL (e.g. \"sqlite://idgate.db\")";
+            let problem = "must be a sqlite: or postgres:// URL \
+                           (e.g. \"sqlite://idgate.db\", \"postgres://idgate@db-host/idgate\")";
             Err(Problem::new("store.url", problem))
         }
     }

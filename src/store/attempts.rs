@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Store, StoreError, to_millis};
+use super::{Backend, Store, StoreError, to_millis};
 use crate::identity::{E164, PersonalNumber};
 
 /// The limits, from the `[limits]` config section.
@@ -80,6 +80,21 @@ impl Store {
         let caller = target.caller.map(|c| c.as_str().to_owned());
         let person = target.person.map(pseudonym);
         let mut tx = self.pool.begin().await.map_err(StoreError::query(op))?;
+        if self.backend == Backend::Postgres {
+            // Atomic across instances: a transaction-scoped advisory lock per caller number and
+            // per person serialises every check-and-insert on the same key (released at commit
+            // or rollback). Callers are always locked before persons, so two pushes never wait
+            // on each other in a cycle. (SQLite needs none: one writer at a time, and the
+            // INSERT below fails with "busy" rather than interleaving.)
+            let keys = caller.iter().map(|c| format!("caller:{c}"));
+            for key in keys.chain(person.iter().map(|p| format!("person:{p}"))) {
+                sqlx::query("SELECT 1 FROM pg_advisory_xact_lock(hashtext($1))")
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query(op))?;
+            }
+        }
         let refusal = refusal(&mut tx, caller.as_deref(), person.as_deref(), limits, now).await?;
         let id = Uuid::new_v4();
         sqlx::query(
@@ -123,7 +138,7 @@ impl Store {
 }
 
 async fn refusal(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     caller: Option<&str>,
     person: Option<&str>,
     limits: &PushLimits,
@@ -215,9 +230,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_caller_number_gets_a_limited_number_of_pushes_per_window() {
-        let store = Store::memory().await.expect("store");
+    async fn a_caller_number_gets_a_limited_number_of_pushes_per_window(store: Store) {
         let caller = E164::parse("+46701234567", "SE").expect("number");
         let t0 = SystemTime::now();
         for i in 0..2 {
@@ -235,9 +248,7 @@ mod tests {
         allowed(push(&store, &caller, None, at(t0, 700)).await);
     }
 
-    #[tokio::test]
-    async fn never_two_running_orders_for_one_person() {
-        let store = Store::memory().await.expect("store");
+    async fn never_two_running_orders_for_one_person(store: Store) {
         let person = PersonalNumber::parse(ALICE).expect("pnr");
         let a = E164::parse("+46701111111", "SE").expect("number");
         let b = E164::parse("+46702222222", "SE").expect("number");
@@ -254,9 +265,7 @@ mod tests {
         allowed(push(&store, &b, Some(&person), at(t0, 6)).await);
     }
 
-    #[tokio::test]
-    async fn a_running_order_older_than_its_lifetime_no_longer_blocks() {
-        let store = Store::memory().await.expect("store");
+    async fn a_running_order_older_than_its_lifetime_no_longer_blocks(store: Store) {
         let person = PersonalNumber::parse(ALICE).expect("pnr");
         let caller = E164::parse("+46701111111", "SE").expect("number");
         let t0 = SystemTime::now();
@@ -265,9 +274,7 @@ mod tests {
         allowed(push(&store, &other, Some(&person), at(t0, 181)).await);
     }
 
-    #[tokio::test]
-    async fn a_decline_cools_the_person_down() {
-        let store = Store::memory().await.expect("store");
+    async fn a_decline_cools_the_person_down(store: Store) {
         let person = PersonalNumber::parse(ALICE).expect("pnr");
         let t0 = SystemTime::now();
         for (i, outcome) in ["declined", "not-in-call"].into_iter().enumerate() {
@@ -304,9 +311,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_person_gets_a_limited_number_of_pushes_per_window_from_any_number() {
-        let store = Store::memory().await.expect("store");
+    async fn a_person_gets_a_limited_number_of_pushes_per_window_from_any_number(store: Store) {
         let person = PersonalNumber::parse(ALICE).expect("pnr");
         let t0 = SystemTime::now();
         for i in 0..3u64 {
@@ -321,9 +326,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn the_table_holds_a_pseudonym_never_the_personal_number() {
-        let store = Store::memory().await.expect("store");
+    async fn the_table_holds_a_pseudonym_never_the_personal_number(store: Store) {
         let person = PersonalNumber::parse(ALICE).expect("pnr");
         let caller = E164::parse("+46701111111", "SE").expect("number");
         allowed(push(&store, &caller, Some(&person), SystemTime::now()).await);
@@ -334,4 +337,40 @@ mod tests {
         assert_eq!(stored.len(), 64);
         assert!(!stored.contains(ALICE) && !stored.contains("121212"));
     }
+
+    async fn concurrent_pushes_for_one_person_allow_exactly_one(store: Store) {
+        let person = PersonalNumber::parse(ALICE).expect("pnr");
+        let now = SystemTime::now();
+        // Open the connections first, so the pushes overlap rather than queue for the pool.
+        let warm: Vec<_> = (0..8).map(|_| store.pool.acquire()).collect();
+        for conn in warm {
+            drop(conn.await.expect("connection"));
+        }
+        let pushes = (0..8).map(|i| {
+            let store = store.clone();
+            let person = person.clone();
+            tokio::spawn(async move {
+                let caller = E164::parse(&format!("+4670777777{i}"), "SE").expect("number");
+                push(&store, &caller, Some(&person), now).await
+            })
+        });
+        let mut allowed = 0;
+        for push in pushes.collect::<Vec<_>>() {
+            match push.await.expect("task") {
+                PushDecision::Allowed(_) => allowed += 1,
+                PushDecision::Refused(r) => assert_eq!(r, Refusal::Concurrent),
+            }
+        }
+        assert_eq!(allowed, 1);
+    }
+
+    crate::store::testdb::store_tests!(
+        concurrent_pushes_for_one_person_allow_exactly_one,
+        a_caller_number_gets_a_limited_number_of_pushes_per_window,
+        never_two_running_orders_for_one_person,
+        a_running_order_older_than_its_lifetime_no_longer_blocks,
+        a_decline_cools_the_person_down,
+        a_person_gets_a_limited_number_of_pushes_per_window_from_any_number,
+        the_table_holds_a_pseudonym_never_the_personal_number,
+    );
 }

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::{Store, StoreError, from_millis, to_millis};
@@ -234,7 +234,7 @@ fn found(op: &'static str, id: Uuid, rows: u64) -> Result<(), StoreError> {
 }
 
 /// Decodes a `calls` row; a value that does not parse back is [`StoreError::Corrupt`].
-fn call_row(id: Uuid, row: &SqliteRow) -> Result<CallRow, StoreError> {
+fn call_row(id: Uuid, row: &AnyRow) -> Result<CallRow, StoreError> {
     let row_id = id.to_string();
     let col = Columns { row, id: &row_id };
     Ok(CallRow {
@@ -259,14 +259,14 @@ fn call_row(id: Uuid, row: &SqliteRow) -> Result<CallRow, StoreError> {
 
 /// Typed access to the columns of one `calls` row.
 struct Columns<'r> {
-    row: &'r SqliteRow,
+    row: &'r AnyRow,
     id: &'r str,
 }
 
 impl Columns<'_> {
     fn get<T>(&self, column: &'static str) -> Result<T, StoreError>
     where
-        T: for<'a> sqlx::Decode<'a, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+        T: for<'a> sqlx::Decode<'a, sqlx::Any> + sqlx::Type<sqlx::Any>,
     {
         self.row
             .try_get(column)

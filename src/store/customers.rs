@@ -11,7 +11,8 @@ mod tests;
 
 use std::time::SystemTime;
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
 use super::{Store, StoreError, to_millis};
@@ -214,7 +215,7 @@ impl Store {
 
 /// The first row of a customer in [`Store::list_customers`].
 fn summary(
-    row: &sqlx::sqlite::SqliteRow,
+    row: &AnyRow,
     raw_id: &str,
     number: Option<E164>,
 ) -> Result<CustomerSummary, StoreError> {
@@ -232,10 +233,7 @@ fn summary(
 }
 
 /// The `personal_number` column of a `customers` row, parsed back.
-fn personal_number_of(
-    row: &sqlx::sqlite::SqliteRow,
-    raw_id: &str,
-) -> Result<PersonalNumber, StoreError> {
+fn personal_number_of(row: &AnyRow, raw_id: &str) -> Result<PersonalNumber, StoreError> {
     let corrupt = || StoreError::corrupt("customers", "personal_number", raw_id);
     let digits: String = row.try_get("personal_number").map_err(|_| corrupt())?;
     PersonalNumber::parse(&digits).map_err(|_| corrupt())
@@ -244,7 +242,7 @@ fn personal_number_of(
 /// Gives customer `id` each of `numbers`. A number already theirs is kept as is; one that
 /// belongs to someone else is [`CustomerError::NumberTaken`]. Returns how many were new.
 async fn attach_numbers(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     id: Uuid,
     numbers: &[E164],
 ) -> Result<usize, CustomerError> {

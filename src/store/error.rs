@@ -73,11 +73,7 @@ impl StoreError {
         };
         match source {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), including extended codes.
-            sqlx::Error::Database(db) => db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| transient_code(&c)),
             _ => false,
         }
     }
@@ -105,4 +101,16 @@ impl StoreError {
             row: row.to_owned(),
         }
     }
+}
+
+/// Whether a database error code means "try again". PostgreSQL codes are five-character
+/// SQLSTATEs: connection exceptions (class 08), serialization failure, deadlock, lock not
+/// available, too many connections, administrator shutdown. SQLite codes are numbers of at most
+/// four digits: SQLITE_BUSY (5) and SQLITE_LOCKED (6), including extended codes.
+fn transient_code(code: &str) -> bool {
+    if code.len() == 5 {
+        return code.starts_with("08")
+            || matches!(code, "40001" | "40P01" | "55P03" | "53300" | "57P01");
+    }
+    code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
 }

@@ -47,9 +47,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn evidence_is_kept_per_call() {
-        let store = Store::memory().await.expect("store");
+    async fn evidence_is_kept_per_call(store: Store) {
         let call = Uuid::new_v4();
         store
             .record_evidence(
@@ -76,4 +74,6 @@ mod tests {
                 .is_empty()
         );
     }
+
+    crate::store::testdb::store_tests!(evidence_is_kept_per_call,);
 }

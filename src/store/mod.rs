@@ -1,6 +1,9 @@
-//! The database: calls and the customer directory, with sqlx. SQLite now (a file, or memory for
-//! tests); PostgreSQL later, so queries stay portable SQL (`$1` placeholders), ids are TEXT
-//! UUIDs and timestamps BIGINT unix milliseconds. Migrations are embedded and run at connect.
+//! The database: calls and the customer directory, with sqlx's `Any` driver over SQLite (a
+//! file, or memory for tests) or PostgreSQL (several instances sharing one database). Every
+//! query is written once in portable SQL (`$1` placeholders); ids are TEXT UUIDs and timestamps
+//! BIGINT unix milliseconds. Migrations (`migrations/sqlite`, `migrations/postgres`: the same
+//! tables) are embedded and run at connect. PostgreSQL connections are plain TCP in this
+//! version (no TLS feature in sqlx): keep the database on a trusted network or a local socket.
 
 mod attempts;
 mod calls;
@@ -8,12 +11,16 @@ mod customers;
 mod error;
 mod evidence;
 #[cfg(test)]
+pub(crate) mod testdb;
+#[cfg(test)]
 mod tests;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, ConnectOptions};
 
 pub use attempts::{PushDecision, PushLimits, PushTarget, Refusal};
 pub use calls::{CallRow, CallStatus, NewCall, TransferOutcome};
@@ -23,60 +30,110 @@ pub use customers::{
 };
 pub use error::StoreError;
 
-/// How long a connection waits for another writer before giving up with "database is busy".
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Set on every SQLite file connection: WAL journal, foreign keys, and 5 s waiting for another
+/// writer before giving up with "database is busy".
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000";
+
+/// Most connections one instance opens to PostgreSQL.
+const PG_MAX_CONNECTIONS: u32 = 10;
+
+/// Which database a store talks to (the few places where the SQL differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 /// A handle on the database. Cheap to clone (a connection pool).
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
-    /// Opens the database at `url` (`sqlite://idgate.db`: relative to the working directory,
-    /// created if missing, WAL journal) and applies the embedded migrations.
-    /// `sqlite::memory:` gives the same as [`Store::memory`].
+    /// Opens the database at `url` and applies the embedded migrations.
+    ///
+    /// - `sqlite://idgate.db`: relative to the working directory, created if missing, WAL
+    ///   journal; `sqlite::memory:` gives the same as [`Store::memory`].
+    /// - `postgres://user@host:5432/db` (or `postgresql://`): the database must exist; plain
+    ///   TCP (no TLS in this version).
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Self::connect_postgres(url).await;
+        }
         if url.contains(":memory:") {
             return Self::memory().await;
         }
+        // Parsed as SQLite first, so a bad SQLite URL fails here with SQLite's own message.
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|source| StoreError::Open { source })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .connect_with(options)
+            .create_if_missing(true);
+        let any = AnyConnectOptions::from_str(options.to_url_lossy().as_str())
+            .map_err(|source| StoreError::Open { source })?;
+        let pool = AnyPoolOptions::new()
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(SQLITE_PRAGMAS).execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(any)
             .await
             .map_err(|source| StoreError::Open { source })?;
-        Self::migrated(pool).await
+        Self::migrated(pool, Backend::Sqlite).await
     }
 
-    /// A fresh, private in-memory database (tests, demos). One connection that never closes,
-    /// so the data lives as long as the store.
+    /// A fresh, private in-memory SQLite database (tests, demos). One connection that never
+    /// closes, so the data lives as long as the store.
     pub async fn memory() -> Result<Store, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(|source| StoreError::Open { source })?
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str("sqlite::memory:")
+            .map_err(|source| StoreError::Open { source })?;
+        let pool = AnyPoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("PRAGMA foreign_keys = ON")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open { source })?;
-        Self::migrated(pool).await
+        Self::migrated(pool, Backend::Sqlite).await
     }
 
-    /// Applies the embedded migrations (`migrations/sqlite`).
-    async fn migrated(pool: SqlitePool) -> Result<Store, StoreError> {
-        sqlx::migrate!("./migrations/sqlite")
+    /// Connects to PostgreSQL (the URL's query may carry `options=-c search_path=...`).
+    async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+        let options =
+            AnyConnectOptions::from_str(url).map_err(|source| StoreError::Open { source })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(PG_MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open { source })?;
+        Self::migrated(pool, Backend::Postgres).await
+    }
+
+    /// Applies the embedded migrations of the backend.
+    async fn migrated(pool: AnyPool, backend: Backend) -> Result<Store, StoreError> {
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { source })?;
-        Ok(Store { pool })
+        Ok(Store { pool, backend })
     }
 
     /// Closes every connection (at shutdown, so the WAL is checkpointed).

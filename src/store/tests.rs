@@ -1,4 +1,5 @@
-//! Store tests on an in-memory database and on a temporary file.
+//! Store tests: most on each backend (SQLite in memory, PostgreSQL; see `testdb`), the file
+//! and URL ones on SQLite only.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,9 +35,7 @@ fn new_call(caller: CallerId) -> NewCall {
     }
 }
 
-#[tokio::test]
-async fn a_call_round_trips() {
-    let store = Store::memory().await.unwrap();
+async fn a_call_round_trips(store: Store) {
     let call = new_call(CallerId::Number(number("+46701234567")));
     store.insert_call(&call).await.unwrap();
     let row = store.get_call(call.id).await.unwrap().unwrap();
@@ -56,9 +55,7 @@ async fn a_call_round_trips() {
     assert!(store.get_call(Uuid::new_v4()).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn an_anonymous_call_is_stored_as_anonymous() {
-    let store = Store::memory().await.unwrap();
+async fn an_anonymous_call_is_stored_as_anonymous(store: Store) {
     let call = new_call(CallerId::Anonymous);
     store.insert_call(&call).await.unwrap();
     assert_eq!(
@@ -69,9 +66,7 @@ async fn an_anonymous_call_is_stored_as_anonymous() {
     assert!(matches!(e, StoreError::Duplicate { .. }), "{e}");
 }
 
-#[tokio::test]
-async fn an_unverified_verdict_and_the_end_are_recorded() {
-    let store = Store::memory().await.unwrap();
+async fn an_unverified_verdict_and_the_end_are_recorded(store: Store) {
     let call = new_call(CallerId::Anonymous);
     store.insert_call(&call).await.unwrap();
     store
@@ -103,9 +98,7 @@ async fn an_unverified_verdict_and_the_end_are_recorded() {
     assert_eq!(row.ended_at, Some(at(1_700_000_020_000)));
 }
 
-#[tokio::test]
-async fn updates_of_unknown_calls_and_bad_outcomes_are_errors() {
-    let store = Store::memory().await.unwrap();
+async fn updates_of_unknown_calls_and_bad_outcomes_are_errors(store: Store) {
     let id = Uuid::new_v4();
     let e = store.finish_call(id, "connected", at(1)).await.unwrap_err();
     assert!(matches!(e, StoreError::CallNotFound { .. }), "{e}");
@@ -115,9 +108,7 @@ async fn updates_of_unknown_calls_and_bad_outcomes_are_errors() {
     assert!(matches!(e, StoreError::InvalidValue { .. }), "{e}");
 }
 
-#[tokio::test]
-async fn a_verified_verdict_never_stores_the_person() {
-    let store = Store::memory().await.unwrap();
+async fn a_verified_verdict_never_stores_the_person(store: Store) {
     let call = new_call(CallerId::Number(number("0701234567")));
     store.insert_call(&call).await.unwrap();
     let person = VerifiedPerson {
@@ -151,9 +142,7 @@ async fn a_verified_verdict_never_stores_the_person() {
     );
 }
 
-#[tokio::test]
-async fn a_customer_is_found_by_any_of_their_numbers() {
-    let store = Store::memory().await.unwrap();
+async fn a_customer_is_found_by_any_of_their_numbers(store: Store) {
     let name = PersonName::new("Tolvan Tolvansson".to_owned());
     let numbers = [number("+46701234567"), number("+46812345678")];
     let id = store
@@ -178,9 +167,7 @@ async fn a_customer_is_found_by_any_of_their_numbers() {
     );
 }
 
-#[tokio::test]
-async fn a_number_belongs_to_one_customer_only() {
-    let store = Store::memory().await.unwrap();
+async fn a_number_belongs_to_one_customer_only(store: Store) {
     let name = PersonName::new("A".to_owned());
     let shared = number("+46701234567");
     store
@@ -215,9 +202,7 @@ async fn a_number_belongs_to_one_customer_only() {
     assert_eq!(found.personal_number, tolvan());
 }
 
-#[tokio::test]
-async fn a_corrupt_personal_number_is_an_error_not_a_panic() {
-    let store = Store::memory().await.unwrap();
+async fn a_corrupt_personal_number_is_an_error_not_a_panic(store: Store) {
     let name = PersonName::new("A".to_owned());
     let n = number("+46701234567");
     let id = store
@@ -269,3 +254,14 @@ async fn an_unopenable_database_is_an_open_error() {
         .unwrap_err();
     assert!(matches!(e, StoreError::Open { .. }), "{e}");
 }
+
+crate::store::testdb::store_tests!(
+    a_call_round_trips,
+    an_anonymous_call_is_stored_as_anonymous,
+    an_unverified_verdict_and_the_end_are_recorded,
+    updates_of_unknown_calls_and_bad_outcomes_are_errors,
+    a_verified_verdict_never_stores_the_person,
+    a_customer_is_found_by_any_of_their_numbers,
+    a_number_belongs_to_one_customer_only,
+    a_corrupt_personal_number_is_an_error_not_a_panic,
+);

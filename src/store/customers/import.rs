@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
 use super::{CustomerError, NewCustomer, attach_numbers};
@@ -83,7 +83,7 @@ impl Store {
 /// Registers the person, or sets the name of the one already registered. Returns their id and
 /// whether they are new. A write first, so the transaction holds the write lock from here on.
 async fn upsert(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     customer: &NewCustomer,
 ) -> Result<(Uuid, bool), StoreError> {
     let op = "import_customers";

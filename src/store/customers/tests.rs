@@ -31,9 +31,7 @@ async fn owner(store: &Store, raw: &str) -> Option<String> {
     found.map(|c| c.personal_number.as_digits().to_owned())
 }
 
-#[tokio::test]
-async fn the_list_masks_personal_numbers_and_groups_numbers() {
-    let store = Store::memory().await.unwrap();
+async fn the_list_masks_personal_numbers_and_groups_numbers(store: Store) {
     let tolvan = customer(TOLVAN, "Tolvan", &["+46701234567", "+46812345678"]);
     let id = store.insert_customer(&tolvan).await.unwrap();
     store
@@ -50,9 +48,7 @@ async fn the_list_masks_personal_numbers_and_groups_numbers() {
     assert!(!format!("{list:?}").contains(TOLVAN));
 }
 
-#[tokio::test]
-async fn adding_names_the_taken_number_and_keeps_nothing() {
-    let store = Store::memory().await.unwrap();
+async fn adding_names_the_taken_number_and_keeps_nothing(store: Store) {
     store
         .insert_customer(&customer(TOLVAN, "Tolvan", &["+46701234567"]))
         .await
@@ -69,9 +65,7 @@ async fn adding_names_the_taken_number_and_keeps_nothing() {
     assert!(matches!(e, CustomerError::PersonTaken), "{e}");
 }
 
-#[tokio::test]
-async fn a_customer_is_removed_by_id_or_personal_number_with_their_numbers() {
-    let store = Store::memory().await.unwrap();
+async fn a_customer_is_removed_by_id_or_personal_number_with_their_numbers(store: Store) {
     let id = store
         .insert_customer(&customer(TOLVAN, "Tolvan", &["+46701234567"]))
         .await
@@ -93,9 +87,7 @@ async fn a_customer_is_removed_by_id_or_personal_number_with_their_numbers() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn an_import_is_all_or_nothing_and_names_the_line() {
-    let store = Store::memory().await.unwrap();
+async fn an_import_is_all_or_nothing_and_names_the_line(store: Store) {
     store
         .insert_customer(&customer(TOLVAN, "Tolvan", &["+46701234567"]))
         .await
@@ -121,9 +113,7 @@ async fn an_import_is_all_or_nothing_and_names_the_line() {
     assert_eq!(store.list_customers().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn a_number_twice_in_one_import_for_two_people_is_refused() {
-    let store = Store::memory().await.unwrap();
+async fn a_number_twice_in_one_import_for_two_people_is_refused(store: Store) {
     let rows = [
         row(2, ALICE, "Alice", &["+46709876543"]),
         row(3, TOLVAN, "Tolvan", &["+46709876543"]),
@@ -133,9 +123,7 @@ async fn a_number_twice_in_one_import_for_two_people_is_refused() {
     assert!(store.list_customers().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn importing_again_updates_names_adds_numbers_and_is_idempotent() {
-    let store = Store::memory().await.unwrap();
+async fn importing_again_updates_names_adds_numbers_and_is_idempotent(store: Store) {
     let id = store
         .insert_customer(&customer(TOLVAN, "T. Tolvansson", &["+46701234567"]))
         .await
@@ -180,3 +168,12 @@ async fn an_import_into_a_file_survives_reopening() {
     let store = Store::connect(&url).await.unwrap();
     assert_eq!(owner(&store, "+46709876543").await.as_deref(), Some(ALICE));
 }
+
+crate::store::testdb::store_tests!(
+    the_list_masks_personal_numbers_and_groups_numbers,
+    adding_names_the_taken_number_and_keeps_nothing,
+    a_customer_is_removed_by_id_or_personal_number_with_their_numbers,
+    an_import_is_all_or_nothing_and_names_the_line,
+    a_number_twice_in_one_import_for_two_people_is_refused,
+    importing_again_updates_names_adds_numbers_and_is_idempotent,
+);
