@@ -17,6 +17,7 @@ pub(super) fn for_route(route: &Route, provider: &dyn Provider) -> Policy {
         keypad_attempts: u8::try_from(route.keypad_attempts).unwrap_or(u8::MAX),
         identify_deadline: route.identify_timeout,
         ring_timeout: route.ring_timeout,
+        max_bridged: route.max_call,
         transfer: match route.transfer {
             Transfer::B2bua => TransferMode::B2bua,
             Transfer::Refer => TransferMode::Refer,

@@ -193,7 +193,8 @@ impl Call<'_> {
     async fn verification_input(&mut self, update: Option<VerifyUpdate>) -> Input {
         let outcome = match &update {
             Some(VerifyUpdate::Pending(_)) => None,
-            Some(VerifyUpdate::Complete(_)) => Some("verified"),
+            // The flow may still decide `mismatch`: the provider completed, nothing more.
+            Some(VerifyUpdate::Complete(_)) => Some("completed"),
             Some(VerifyUpdate::Failed(f)) => Some(f.reason().as_str()),
             None => Some("provider-error"),
         };
@@ -330,8 +331,8 @@ impl Call<'_> {
     }
 
     /// Starts a push if the anti push-bombing limits allow it; a refusal is the provider's
-    /// `RateLimited`. If the database cannot be asked, the push goes ahead (the caller is not
-    /// punished for our outage) and the failure is logged.
+    /// `RateLimited`. If the database cannot be asked, no push is sent (the limits protect the
+    /// person who gets the push) and the caller goes on unverified with `provider-error`.
     async fn start_verification(&mut self, subject: Subject) -> Option<Input> {
         let caller = match &self.answered.caller {
             CallerId::Number(n) => Some(n),
@@ -354,7 +355,11 @@ impl Call<'_> {
                     Failure::RateLimited,
                 )));
             }
-            Err(e) => warn!(error = %e, "push limits could not be checked; push sent"),
+            Err(e) => {
+                warn!(error = %e, "push limits could not be checked; no push sent");
+                let failure = Failure::Provider("push limits unavailable".to_owned());
+                return Some(Input::Verification(VerifyUpdate::Failed(failure)));
+            }
         }
         let request = VerifyRequest {
             call_id: self.id,

@@ -68,6 +68,10 @@ struct RawRoute {
     /// provider's text for the language (`[provider.bankid] intent_sv` / `intent_en`).
     #[serde(default)]
     intent: Option<String>,
+    /// Seconds a bridged call may last before idgate ends both legs (a lost BYE or a vanished
+    /// peer must not hold a call and its ports forever). Default `14400` (4 hours).
+    #[serde(default = "default_max_call")]
+    max_call_secs: u64,
     /// Milliseconds idgate rings (180 Ringing) before it answers. Some trunks expect a ring
     /// before answer; the caller can still CANCEL meanwhile. Default `0` (answer at once).
     #[serde(default)]
@@ -94,6 +98,10 @@ fn default_keypad_attempts() -> u32 {
 fn default_identify_timeout() -> u64 {
     150
 }
+fn default_max_call() -> u64 {
+    4 * 3600
+}
+
 fn default_ring_timeout() -> u64 {
     60
 }
@@ -264,6 +272,8 @@ pub struct Route {
     pub ring_timeout: Duration,
     /// How long idgate rings before it answers.
     pub answer_after: Duration,
+    /// The longest a bridged call may last.
+    pub max_call: Duration,
     /// The route's own text for the eID app, if any.
     pub intent: Option<String>,
     /// How the call is handed to the queue.
@@ -413,6 +423,7 @@ impl RawRoute {
             identify_timeout: Duration::from_secs(self.identify_timeout_secs),
             ring_timeout: Duration::from_secs(self.ring_timeout_secs),
             answer_after: Duration::from_millis(self.answer_after_ms),
+            max_call: Duration::from_secs(self.max_call_secs),
             intent: self.intent.clone(),
             transfer: self.transfer,
             target,
@@ -439,6 +450,9 @@ impl RawRoute {
         }
         if self.ring_timeout_secs == 0 {
             return Err(fail("ring_timeout_secs".into(), "must be at least 1"));
+        }
+        if self.max_call_secs == 0 {
+            return Err(fail("max_call_secs".into(), "must be at least 1"));
         }
         if let Some(intent) = &self.intent {
             // BankID takes at most MAX_VISIBLE_DATA characters of base64.

@@ -48,8 +48,9 @@ enum State {
     Ringing(Ringing),
     /// Waiting for the REFER's outcome.
     Referring { deadline: Option<Instant> },
-    /// Waiting for either side to hang up.
-    Bridged,
+    /// Waiting for either side to hang up, at most until the deadline (`max_bridged`): a BYE
+    /// lost on UDP or a vanished peer must not keep a call, its dialogs and ports forever.
+    Bridged { deadline: Option<Instant> },
     /// Waiting for the `AllBusy` prompt to end.
     Announcing { deadline: Option<Instant> },
     /// Nothing more to do.
@@ -70,6 +71,8 @@ struct Pushed {
 struct Ringing {
     target: Target,
     deadline: Option<Instant>,
+    /// This leg replaces a REFER that was never answered: the PBX may still carry it out.
+    unanswered_refer: bool,
 }
 
 /// Whether an eID order was started in this call, and whether it still runs.
@@ -137,7 +140,7 @@ impl Flow {
             (State::CollectingDigits(keypad), input) => self.collecting_digits(now, keypad, input),
             (State::Ringing(ringing), input) => self.ringing(now, ringing, input),
             (State::Referring { deadline }, input) => self.referring(now, deadline, input),
-            (State::Bridged, Input::QueueHangup) => {
+            (State::Bridged { .. }, Input::QueueHangup) => {
                 self.emit(Action::HangUpCaller);
                 self.finish(Outcome::Connected)
             }
@@ -165,9 +168,20 @@ impl Flow {
                 self.queue_failed(now, ringing.target)
             }
             State::Referring { deadline } if due(deadline, now) => {
-                self.transfer(now, TransferMode::B2bua, Target::Primary)
+                match self.transfer(now, TransferMode::B2bua, Target::Primary) {
+                    State::Ringing(ringing) => State::Ringing(Ringing {
+                        unanswered_refer: true,
+                        ..ringing
+                    }),
+                    other => other,
+                }
             }
             State::Announcing { deadline } if due(deadline, now) => self.queue_unavailable(),
+            State::Bridged { deadline } if due(deadline, now) => {
+                self.emit(Action::CancelQueueLeg);
+                self.emit(Action::HangUpCaller);
+                self.finish(Outcome::Connected)
+            }
             state => state,
         };
     }
@@ -188,8 +202,10 @@ impl Flow {
                 .flatten()
                 .min(),
             State::Ringing(ringing) => ringing.deadline,
-            State::Referring { deadline } | State::Announcing { deadline } => *deadline,
-            State::AwaitingAnswer | State::Bridged | State::Done => None,
+            State::Referring { deadline }
+            | State::Announcing { deadline }
+            | State::Bridged { deadline } => *deadline,
+            State::AwaitingAnswer | State::Done => None,
         }
     }
 
@@ -203,7 +219,7 @@ impl Flow {
             State::CollectingDigits(_) => "collecting_digits",
             State::Ringing(_) => "ringing",
             State::Referring { .. } => "referring",
-            State::Bridged => "bridged",
+            State::Bridged { .. } => "bridged",
             State::Announcing { .. } => "announcing",
             State::Done => "done",
         }
@@ -344,7 +360,11 @@ impl Flow {
         self.emit(Action::Transfer { mode, target });
         let deadline = now.checked_add(self.policy.ring_timeout);
         match mode {
-            TransferMode::B2bua => State::Ringing(Ringing { target, deadline }),
+            TransferMode::B2bua => State::Ringing(Ringing {
+                target,
+                deadline,
+                unanswered_refer: false,
+            }),
             TransferMode::Refer => State::Referring { deadline },
         }
     }
@@ -354,9 +374,18 @@ impl Flow {
             Input::QueueAnswered => {
                 self.stop_playout();
                 self.emit(Action::Bridge);
-                State::Bridged
+                State::Bridged {
+                    deadline: now.checked_add(self.policy.max_bridged),
+                }
             }
             Input::QueueFailed => self.queue_failed(now, ringing.target),
+            // The REFER we gave up on was carried out after all: the PBX has the caller, so
+            // our own leg to the queue must not reach an agent too.
+            Input::ReferAccepted if ringing.unanswered_refer => {
+                self.emit(Action::CancelQueueLeg);
+                self.emit(Action::HangUpCaller);
+                self.finish(Outcome::Referred)
+            }
             _ => State::Ringing(ringing),
         }
     }
@@ -404,7 +433,7 @@ impl Flow {
                 self.emit(Action::CancelQueueLeg);
                 self.finish(Outcome::Abandoned)
             }
-            State::Bridged => {
+            State::Bridged { .. } => {
                 self.emit(Action::CancelQueueLeg);
                 self.finish(Outcome::Connected)
             }

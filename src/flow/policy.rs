@@ -46,6 +46,9 @@ pub struct Policy {
     pub identify_deadline: Duration,
     /// How long a queue target may ring (and a REFER may stay unanswered) per attempt.
     pub ring_timeout: Duration,
+    /// The longest a bridged call may last before idgate ends both legs (a lost BYE or a
+    /// vanished peer must not hold a call forever).
+    pub max_bridged: Duration,
     /// How the call is handed to the queue.
     pub transfer: TransferMode,
     /// Whether the route has a fallback queue target.
@@ -71,6 +74,7 @@ impl Default for Policy {
             digit_timeout: Duration::from_secs(6),
             identify_deadline: Duration::from_secs(150),
             ring_timeout: Duration::from_secs(60),
+            max_bridged: Duration::from_secs(4 * 3600),
             transfer: TransferMode::B2bua,
             has_fallback: false,
             method: Method::Simulator,

@@ -225,7 +225,11 @@ fn directory_push_call_confirm_complete_transfer_bridge_bye() {
         [Action::Bridge]
     );
     assert_eq!(flow.state_name(), "bridged");
-    assert_eq!(flow.poll_timeout(), None);
+    assert_eq!(
+        flow.poll_timeout(),
+        Some(secs(t0, 30 + 4 * 3600)),
+        "the maximum call length"
+    );
 
     let actions = run(&mut flow, secs(t0, 300), Input::CallerHangup);
     assert_eq!(
@@ -517,5 +521,9 @@ fn poll_timeout_follows_the_call() {
         "ring timeout from the transfer"
     );
     run(&mut flow, secs(t0, 50), Input::QueueAnswered);
-    assert_eq!(flow.poll_timeout(), None);
+    assert_eq!(
+        flow.poll_timeout(),
+        Some(secs(t0, 50 + 4 * 3600)),
+        "bridged: the maximum call length"
+    );
 }

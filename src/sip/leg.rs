@@ -174,26 +174,31 @@ impl SipStack {
     /// Sends the INVITE of the queue leg and returns at once; the outcome arrives as events.
     pub fn place_call(&self, call: OutboundCall) -> Result<QueueLeg, SipError> {
         let callee = parse_uri(&call.target)?;
-        let caller = parse_uri(&format!("sip:{}@{}", call.from_user, self.inner.local))?;
+        // The caller URI holds the caller's number: a parse error must not carry it.
+        let caller =
+            parse_uri(&format!("sip:{}@{}", call.from_user, self.inner.local)).map_err(|_| {
+                SipError::BadUri {
+                    uri: "(the caller URI)".to_string(),
+                    detail: "the caller number is not a valid SIP user".to_string(),
+                }
+            })?;
         let option = InviteOption {
             caller_display_name: call.from_display,
             caller,
             callee,
             contact: self.contact(),
             content_type: Some("application/sdp".into()),
-            offer: Some(call.offer),
+            offer: Some(call.offer.clone()),
             headers: Some(call.headers.iter().map(|(n, v)| raw_header(n, v)).collect()),
             ..Default::default()
         };
         let (state_tx, states) = self.inner.dialogs.new_dialog_state_channel();
         let (dialog, outcome) = self.inner.dialogs.do_invite_async(option, state_tx)?;
         let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(pump(
-            self.clone(),
-            states,
-            tx.clone(),
-            Arc::new(Mutex::new(None)),
-        ));
+        // A re-INVITE or UPDATE from the queue (session refresh) is answered with our offer,
+        // which stays our session description for this leg (RFC 3264 §8).
+        let local_sdp = Arc::new(Mutex::new(Some(call.offer)));
+        tokio::spawn(pump(self.clone(), states, tx.clone(), local_sdp));
         tokio::spawn(async move {
             let event = match outcome.await {
                 Ok(Ok((_, Some(resp))))

@@ -79,13 +79,19 @@ impl Store {
         let op = "begin_push";
         let caller = target.caller.map(|c| c.as_str().to_owned());
         let person = target.person.map(pseudonym);
-        let mut tx = self.pool.begin().await.map_err(StoreError::query(op))?;
+        // SQLite: take the write lock before the first read (BEGIN IMMEDIATE), so concurrent
+        // pushes queue on the busy timeout instead of failing on a stale snapshot when they
+        // try to write after reading.
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(StoreError::query(op))?;
         if self.backend == Backend::Postgres {
             // Atomic across instances: a transaction-scoped advisory lock per caller number and
             // per person serialises every check-and-insert on the same key (released at commit
             // or rollback). Callers are always locked before persons, so two pushes never wait
-            // on each other in a cycle. (SQLite needs none: one writer at a time, and the
-            // INSERT below fails with "busy" rather than interleaving.)
+            // on each other in a cycle. (SQLite: BEGIN IMMEDIATE above, one writer at a time.)
             let keys = caller.iter().map(|c| format!("caller:{c}"));
             for key in keys.chain(person.iter().map(|p| format!("person:{p}"))) {
                 sqlx::query("SELECT 1 FROM pg_advisory_xact_lock(hashtext($1))")
@@ -118,7 +124,7 @@ impl Store {
         })
     }
 
-    /// Records how an allowed push ended (`verified`, `declined`, `not-in-call`, `timeout`,
+    /// Records how an allowed push ended (`completed`, `declined`, `not-in-call`, `timeout`,
     /// `provider-error`, `rate-limited`, `cancelled`).
     pub async fn end_push(
         &self,
@@ -362,6 +368,22 @@ mod tests {
             }
         }
         assert_eq!(allowed, 1);
+    }
+
+    /// The in-memory SQLite store has one connection; a file has a pool, where concurrent
+    /// pushes really overlap (and, without BEGIN IMMEDIATE, fail on a stale snapshot).
+    #[tokio::test]
+    async fn concurrent_pushes_on_a_sqlite_file_allow_exactly_one_and_never_fail() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("idgate.db").display());
+        let store = Store::connect(&url).await.expect("store");
+        for _ in 0..5 {
+            concurrent_pushes_for_one_person_allow_exactly_one(store.clone()).await;
+            sqlx::query("DELETE FROM push_attempts")
+                .execute(&store.pool)
+                .await
+                .expect("clean");
+        }
     }
 
     crate::store::testdb::store_tests!(

@@ -185,6 +185,46 @@ fn an_unanswered_refer_falls_back_to_b2bua() {
     assert_eq!(tick(&mut flow, secs(t0, 80)), [to_queue(Target::Primary)]);
 }
 
+#[test]
+fn a_bridged_call_ends_at_its_maximum_length() {
+    let t0 = Instant::now();
+    let short = Policy {
+        max_bridged: Duration::from_secs(3600),
+        ..policy()
+    };
+    let mut flow = ringing(short, t0);
+    assert_eq!(
+        run(&mut flow, secs(t0, 30), Input::QueueAnswered),
+        [Action::Bridge]
+    );
+    assert_eq!(flow.poll_timeout(), Some(secs(t0, 3630)));
+    assert_eq!(tick(&mut flow, secs(t0, 3629)), [], "not yet");
+    assert_eq!(
+        tick(&mut flow, secs(t0, 3630)),
+        [
+            Action::CancelQueueLeg,
+            Action::HangUpCaller,
+            Action::Done(Outcome::Connected)
+        ]
+    );
+}
+
+#[test]
+fn a_refer_accepted_after_we_gave_up_on_it_cancels_our_own_queue_leg() {
+    let t0 = Instant::now();
+    let mut flow = ringing(refer(), t0);
+    assert_eq!(tick(&mut flow, secs(t0, 80)), [to_queue(Target::Primary)]);
+    // The PBX's NOTIFY 200 comes late: it has transferred the caller; no second agent leg.
+    assert_eq!(
+        run(&mut flow, secs(t0, 81), Input::ReferAccepted),
+        [
+            Action::CancelQueueLeg,
+            Action::HangUpCaller,
+            Action::Done(Outcome::Referred)
+        ]
+    );
+}
+
 // ---- late, duplicate and out-of-order inputs --------------------------------------------------
 
 /// Every kind of input, with the values most likely to confuse a state.
