@@ -185,6 +185,17 @@ fn verified_caller_reaches_the_queue_with_identity_headers_over_tcp() {
 }
 
 #[test]
+fn a_session_refresh_from_the_queue_is_answered_with_sdp() {
+    let queue_dir = tempfile::tempdir().expect("dir");
+    let mut queue = queue(queue_dir.path(), "queue_refresh.xml");
+    let idgate = Idgate::start(&route(queue.port), FAST_APPROVE);
+    let mut caller = call(&idgate, "caller.xml", "+46701234568", &["-d", "3000"]);
+    assert_ok("caller", &mut caller, &idgate);
+    // The queue's scenario checks idgate's 200 OK to its re-INVITE carries an m=audio line.
+    assert_ok("queue", &mut queue, &idgate);
+}
+
+#[test]
 fn a_declined_push_reaches_the_queue_unverified_with_its_reason() {
     let queue_dir = tempfile::tempdir().expect("dir");
     let mut queue = queue(queue_dir.path(), "queue.xml");
