@@ -47,6 +47,8 @@ struct Call<'a> {
     verification_final: bool,
     /// The push attempt recorded for the limits, until its outcome is recorded.
     attempt: Option<Uuid>,
+    /// A REFER waiting for its final response.
+    refer: Option<tokio::task::JoinHandle<u16>>,
     media_open: bool,
     queue: Option<Queue>,
     verdict: Option<Verdict>,
@@ -73,6 +75,7 @@ pub(super) async fn run(services: &Services, id: Uuid, call: IncomingCall) {
         verification: None,
         verification_final: false,
         attempt: None,
+        refer: None,
         media_open: true,
         queue: None,
         verdict: None,
@@ -103,6 +106,9 @@ impl Call<'_> {
             }
         }
         self.end_attempt("cancelled").await;
+        if let Some(refer) = self.refer.take() {
+            refer.abort();
+        }
         self.answered.stream.stop();
         if let Some(q) = &self.queue {
             q.stream.stop();
@@ -164,6 +170,12 @@ impl Call<'_> {
                 pending().await
             }
         };
+        let refer = async {
+            match self.refer.as_mut() {
+                Some(task) => task.await.unwrap_or(0),
+                None => pending().await,
+            }
+        };
         let leg = &mut self.answered.leg;
         tokio::select! {
             _ = timer => Event::Timer,
@@ -171,6 +183,7 @@ impl Call<'_> {
             event = media => Event::Media(event),
             update = verification => Event::Verification(update),
             event = queue => Event::Queue(event),
+            status = refer => Event::ReferAnswered(status),
         }
     }
 
@@ -187,6 +200,7 @@ impl Call<'_> {
             }
             Event::Verification(update) => Some(self.verification_input(update).await),
             Event::Queue(event) => self.queue_input(event).await,
+            Event::ReferAnswered(status) => self.refer_answered(status),
         }
     }
 
@@ -272,6 +286,7 @@ enum Event {
     Media(Option<MediaEvent>),
     Verification(Option<VerifyUpdate>),
     Queue(Option<LegEvent>),
+    ReferAnswered(u16),
 }
 
 fn caller_input(event: Option<LegEvent>) -> Option<Input> {
@@ -411,7 +426,7 @@ impl Call<'_> {
         };
         let headers = self.identity_headers();
         match mode {
-            TransferMode::Refer => self.refer(&uri, &headers).await,
+            TransferMode::Refer => self.refer(&uri, &headers),
             TransferMode::B2bua => self.invite_queue(uri, headers).await,
         }
     }
@@ -434,17 +449,25 @@ impl Call<'_> {
         identity_headers_with_token(&verdict, self.id, opts, &token)
     }
 
-    async fn refer(&mut self, uri: &str, headers: &[(String, String)]) -> Option<Input> {
+    /// Sends the REFER as a task of its own: the loop goes on handling the caller's events
+    /// until its final response arrives (`Event::ReferAnswered`).
+    fn refer(&mut self, uri: &str, headers: &[(String, String)]) -> Option<Input> {
         let embedded = encode_uri_headers(headers);
         let referred_by = format!("sip:idgate@{}", self.services.sip.local_addr());
-        let status = timeout(
-            REFER_TIMEOUT,
-            self.answered
-                .leg
-                .refer(uri, headers, &embedded, &referred_by),
-        )
-        .await
-        .unwrap_or(0);
+        let refer = self
+            .answered
+            .leg
+            .refer(uri, headers, &embedded, &referred_by);
+        self.refer = Some(tokio::spawn(async move {
+            timeout(REFER_TIMEOUT, refer).await.unwrap_or(0)
+        }));
+        None
+    }
+
+    /// The REFER's final status: a refusal (or none) is `ReferFailed`; acceptance waits for
+    /// the NOTIFY sipfrag that says the transfer worked.
+    fn refer_answered(&mut self, status: u16) -> Option<Input> {
+        self.refer = None;
         info!(status, "REFER answered");
         (!(200..300).contains(&status)).then_some(Input::ReferFailed)
     }

@@ -105,33 +105,51 @@ impl CallerLeg {
         }
     }
 
-    /// Sends REFER (RFC 3515) to `target` with `headers` embedded in the Refer-To URI and on
-    /// the REFER itself; returns the REFER's final status (0 when none came).
-    pub async fn refer(
+    /// A REFER to send in this leg's dialog, as a future of its own ('static), so the call
+    /// task goes on handling events while the PBX answers.
+    pub fn refer(
         &self,
         target: &str,
         headers: &[(String, String)],
         embedded: &str,
         referred_by: &str,
-    ) -> u16 {
-        let sep = if target.contains('?') { '&' } else { '?' };
-        let refer_to = rsipstack::sip::ReferTo::new(format!("<{target}{sep}{embedded}>"));
-        let mut extra: Vec<Header> = headers.iter().map(|(n, v)| raw_header(n, v)).collect();
-        extra.push(raw_header("Referred-By", &format!("<{referred_by}>")));
-        extra.push(raw_header("Contact", &format!("<{referred_by}>")));
-        match self.dialog.refer(refer_to, Some(extra), None).await {
-            Ok(Some(resp)) => u16::from(resp.status_code),
-            Ok(None) => 0,
-            Err(e) => {
-                debug!(error = %e, "REFER failed");
-                0
-            }
-        }
+    ) -> impl std::future::Future<Output = u16> + Send + 'static {
+        let dialog = self.dialog.clone();
+        let (target, embedded, referred_by) = (
+            target.to_owned(),
+            embedded.to_owned(),
+            referred_by.to_owned(),
+        );
+        let headers = headers.to_vec();
+        async move { send_refer(&dialog, &target, &headers, &embedded, &referred_by).await }
     }
-
     /// The next event on this leg; None once the leg is gone.
     pub async fn next_event(&mut self) -> Option<LegEvent> {
         self.events.recv().await
+    }
+}
+
+/// Sends REFER (RFC 3515) to `target` with `headers` embedded in the Refer-To URI and on the
+/// REFER itself; returns the REFER's final status (0 when none came).
+async fn send_refer(
+    dialog: &InviteDialog,
+    target: &str,
+    headers: &[(String, String)],
+    embedded: &str,
+    referred_by: &str,
+) -> u16 {
+    let sep = if target.contains('?') { '&' } else { '?' };
+    let refer_to = rsipstack::sip::ReferTo::new(format!("<{target}{sep}{embedded}>"));
+    let mut extra: Vec<Header> = headers.iter().map(|(n, v)| raw_header(n, v)).collect();
+    extra.push(raw_header("Referred-By", &format!("<{referred_by}>")));
+    extra.push(raw_header("Contact", &format!("<{referred_by}>")));
+    match dialog.refer(refer_to, Some(extra), None).await {
+        Ok(Some(resp)) => u16::from(resp.status_code),
+        Ok(None) => 0,
+        Err(e) => {
+            debug!(error = %e, "REFER failed");
+            0
+        }
     }
 }
 
