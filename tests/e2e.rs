@@ -6,7 +6,7 @@ mod support;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use support::{Idgate, Sipp, add_customer, header, header_count, wait_for_log};
+use support::{Idgate, Sipp, add_customer, assert_ok, header, header_count, wait_for_log};
 
 const QUEUE_ROUTE: &str = r#"
 [[route]]
@@ -33,16 +33,6 @@ fn call(idgate: &Idgate, scenario: &str, caller: &str, extra: &[&str]) -> Sipp {
 /// The queue that answers; started before idgate so its port goes into the route.
 fn queue(dir: &std::path::Path, scenario: &str) -> Sipp {
     Sipp::start(dir, scenario, &[], 1)
-}
-
-fn assert_ok(name: &str, sipp: &mut Sipp, idgate: &Idgate) {
-    let status = sipp.wait(Duration::from_secs(45));
-    assert!(
-        status.success(),
-        "{name} SIPp failed ({status})\n--- SIPp trace ---\n{}\n--- idgate log ---\n{}",
-        sipp.trace(),
-        idgate.log()
-    );
 }
 
 /// The call row idgate wrote, read through the store once the call has ended.

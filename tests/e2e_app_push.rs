@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use idgate::identity::E164;
 use idgate::verify::app_push::fake::{FakeBackend, FakeOutcome, FakeSettings};
-use support::{Idgate, Sipp, free_port, header};
+use support::{Idgate, Sipp, assert_ok, free_port, header};
 
 const SECRET: &str = "a-test-secret-of-32-characters!!";
 
@@ -51,15 +51,8 @@ fn the_company_app_verifies_a_caller_by_phone_number_through_the_signed_callback
         &target,
     ];
     let mut call = Sipp::start(idgate.dir.path(), "caller.xml", &args, 1);
-    for (name, sipp) in [("caller", &mut call), ("queue", &mut queue)] {
-        let status = sipp.wait(Duration::from_secs(45));
-        assert!(
-            status.success(),
-            "{name}: {status}\n{}\n--- idgate ---\n{}",
-            sipp.trace(),
-            idgate.log()
-        );
-    }
+    assert_ok("caller", &mut call, &idgate);
+    assert_ok("queue", &mut queue, &idgate);
     let invite = queue.received("INVITE").expect("INVITE");
     assert_eq!(
         header(&invite, "X-Identity-Status"),

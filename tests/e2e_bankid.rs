@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use idgate::identity::PersonalNumber;
 use idgate::verify::bankid::fake::{FakeBankId, FakeOutcome, FakeTiming};
-use support::{Idgate, Sipp, add_customer, header, wait_for_log};
+use support::{Idgate, Sipp, add_customer, assert_ok, header, wait_for_log};
 
 /// A fake BankID and the runtime that serves it for the whole test.
 struct Bank {
@@ -64,16 +64,6 @@ fn call(idgate: &Idgate, caller: &str, stay_ms: &str) -> Sipp {
         "-set", "caller", caller, "-s", "5000", "-d", stay_ms, &target,
     ];
     Sipp::start(idgate.dir.path(), "caller.xml", &args, 1)
-}
-
-fn assert_ok(name: &str, sipp: &mut Sipp, idgate: &Idgate) {
-    let status = sipp.wait(Duration::from_secs(45));
-    assert!(
-        status.success(),
-        "{name} failed ({status})\n{}\n--- idgate ---\n{}",
-        sipp.trace(),
-        idgate.log()
-    );
 }
 
 #[test]

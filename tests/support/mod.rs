@@ -312,3 +312,15 @@ pub fn wait_for_log(idgate: &Idgate, needle: &str) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Waits (bounded) for a SIPp process and fails the test, with SIPp's trace and idgate's log,
+/// unless every call of the scenario succeeded.
+pub fn assert_ok(name: &str, sipp: &mut Sipp, idgate: &Idgate) {
+    let status = sipp.wait(Duration::from_secs(45));
+    assert!(
+        status.success(),
+        "{name} SIPp failed ({status})\n--- SIPp trace ---\n{}\n--- idgate log ---\n{}",
+        sipp.trace(),
+        idgate.log()
+    );
+}
