@@ -11,10 +11,10 @@ use std::time::SystemTime;
 use clap::{Args, Subcommand};
 
 use crate::config::{Config, ConfigError};
-use crate::identity::personal_number::CivilDate;
 use crate::identity::token::{
     Claims, JwksError, KeyError, KeySet, TokenError, TokenSubject, configured_key_set, header_kid,
 };
+use crate::timefmt::rfc3339;
 
 /// `idgate token`: the signed verdict token.
 #[derive(Debug, Args)]
@@ -218,31 +218,4 @@ fn print_call(claims: &Claims, now: SystemTime, out: &mut impl Write) -> Result<
         left % 60
     )?;
     Ok(())
-}
-
-/// Unix seconds as `2025-07-01T12:00:00Z`.
-fn rfc3339(secs: u64) -> String {
-    let date = CivilDate::from_unix_days((secs / 86_400) as i64);
-    let day = secs % 86_400;
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        date.year,
-        date.month,
-        date.day,
-        day / 3600,
-        day % 3600 / 60,
-        day % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rfc3339;
-
-    #[test]
-    fn unix_seconds_as_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_751_371_199), "2025-07-01T11:59:59Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 }

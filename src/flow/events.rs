@@ -98,6 +98,11 @@ pub enum Action {
     Bridge,
     /// BYE the caller.
     HangUpCaller,
+    /// The result of a re-verification an agent asked for ([`Flow::reverify`]): recorded in
+    /// the audit trail and shown to the agent. It does not change the hand-off's verdict.
+    ///
+    /// [`Flow::reverify`]: super::Flow::reverify
+    Reverified(Verdict),
     /// The last action; nothing follows.
     Done(Outcome),
 }

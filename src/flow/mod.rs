@@ -50,7 +50,11 @@ enum State {
     Referring { deadline: Option<Instant> },
     /// Waiting for either side to hang up, at most until the deadline (`max_bridged`): a BYE
     /// lost on UDP or a vanished peer must not keep a call, its dialogs and ports forever.
-    Bridged { deadline: Option<Instant> },
+    /// An agent may ask for a new verification meanwhile ([`Flow::reverify`]).
+    Bridged {
+        deadline: Option<Instant>,
+        reverify: Option<Reverify>,
+    },
     /// Waiting for the `AllBusy` prompt to end.
     Announcing { deadline: Option<Instant> },
     /// Nothing more to do.
@@ -64,6 +68,29 @@ struct Pushed {
     expected: Option<PersonalNumber>,
     /// Whether `ConfirmInApp` has been played.
     confirm_prompted: bool,
+}
+
+/// A verification an agent asked for while talking to the caller.
+#[derive(Debug)]
+struct Reverify {
+    /// The person the new order must verify.
+    expected: PersonalNumber,
+    /// When it counts as `timeout` (the route's identification deadline, from the request).
+    deadline: Option<Instant>,
+}
+
+/// Why [`Flow::reverify`] refused to start a new verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReverifyRefused {
+    /// Only a caller bridged to an agent (B2BUA) can be verified again.
+    #[error("the caller is not connected to an agent through idgate")]
+    NotConnected,
+    /// One re-verification at a time.
+    #[error("a verification is already running for this call")]
+    AlreadyRunning,
+    /// Nobody to send the push to: the agent must give the personal identity number.
+    #[error("no person is known for this call: give the personal identity number")]
+    NoPerson,
 }
 
 /// A queue INVITE in progress.
@@ -96,6 +123,9 @@ pub struct Flow {
     greeting_playing: bool,
     /// A prompt waiting for the greeting to end (the greeting is never cut off).
     after_greeting: Option<PromptId>,
+    /// The person this call is about, once known (directory, keypad, or the verified person):
+    /// whom a re-verification pushes to when the agent names nobody.
+    known_person: Option<PersonalNumber>,
 }
 
 impl std::fmt::Debug for Flow {
@@ -120,6 +150,7 @@ impl Flow {
             order: Order::NotStarted,
             greeting_playing: false,
             after_greeting: None,
+            known_person: None,
         }
     }
 
@@ -141,9 +172,17 @@ impl Flow {
             (State::Ringing(ringing), input) => self.ringing(now, ringing, input),
             (State::Referring { deadline }, input) => self.referring(now, deadline, input),
             (State::Bridged { .. }, Input::QueueHangup) => {
+                self.end_order();
                 self.emit(Action::HangUpCaller);
                 self.finish(Outcome::Connected)
             }
+            (
+                State::Bridged {
+                    deadline,
+                    reverify: Some(reverify),
+                },
+                input,
+            ) => self.reverifying(deadline, reverify, input),
             (State::Announcing { .. }, Input::PromptDone(PromptId::AllBusy)) => {
                 self.queue_unavailable()
             }
@@ -177,10 +216,25 @@ impl Flow {
                 }
             }
             State::Announcing { deadline } if due(deadline, now) => self.queue_unavailable(),
-            State::Bridged { deadline } if due(deadline, now) => {
+            State::Bridged { deadline, .. } if due(deadline, now) => {
+                self.end_order();
                 self.emit(Action::CancelQueueLeg);
                 self.emit(Action::HangUpCaller);
                 self.finish(Outcome::Connected)
+            }
+            State::Bridged {
+                deadline,
+                reverify: Some(reverify),
+            } if due(reverify.deadline, now) => {
+                self.end_order();
+                self.emit(Action::Reverified(Verdict::Unverified {
+                    reason: Reason::Timeout,
+                    method: Some(self.policy.method),
+                }));
+                State::Bridged {
+                    deadline,
+                    reverify: None,
+                }
             }
             state => state,
         };
@@ -202,9 +256,13 @@ impl Flow {
                 .flatten()
                 .min(),
             State::Ringing(ringing) => ringing.deadline,
-            State::Referring { deadline }
-            | State::Announcing { deadline }
-            | State::Bridged { deadline } => *deadline,
+            State::Referring { deadline } | State::Announcing { deadline } => *deadline,
+            State::Bridged { deadline, reverify } => {
+                [*deadline, reverify.as_ref().and_then(|r| r.deadline)]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
             State::AwaitingAnswer | State::Done => None,
         }
     }
@@ -223,6 +281,39 @@ impl Flow {
             State::Announcing { .. } => "announcing",
             State::Done => "done",
         }
+    }
+
+    /// An agent asks to verify the caller again while they talk (B2BUA calls only): a new eID
+    /// order for `person`, or for the person already known in this call. Its result comes as
+    /// [`Action::Reverified`]; the hand-off's verdict ([`Action::Decided`]) never changes.
+    pub fn reverify(
+        &mut self,
+        now: Instant,
+        person: Option<PersonalNumber>,
+    ) -> Result<(), ReverifyRefused> {
+        let State::Bridged { reverify, .. } = &self.state else {
+            return Err(ReverifyRefused::NotConnected);
+        };
+        if reverify.is_some() || self.order == Order::Running {
+            return Err(ReverifyRefused::AlreadyRunning);
+        }
+        let expected = person
+            .or_else(|| self.known_person.clone())
+            .ok_or(ReverifyRefused::NoPerson)?;
+        self.emit(Action::StartVerification(Subject::Person(expected.clone())));
+        self.order = Order::Running;
+        if let State::Bridged { reverify, .. } = &mut self.state {
+            *reverify = Some(Reverify {
+                expected,
+                deadline: now.checked_add(self.policy.identify_deadline),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether [`Flow::reverify`] could start a verification now (given a person).
+    pub fn can_reverify(&self) -> bool {
+        matches!(self.state, State::Bridged { reverify: None, .. }) && self.order != Order::Running
     }
 
     /// Whether [`Action::Done`] has been emitted; every later input is ignored.
@@ -279,6 +370,9 @@ impl Flow {
     }
 
     fn start_verification(&mut self, subject: Subject, expected: Option<PersonalNumber>) -> State {
+        if expected.is_some() {
+            self.known_person.clone_from(&expected);
+        }
         self.emit(Action::StartVerification(subject));
         self.order = Order::Running;
         self.play(PromptId::PushSent);
@@ -318,8 +412,11 @@ impl Flow {
     }
 
     /// Verified, unless the directory or keypad named someone else.
-    fn completed(&self, expected: Option<PersonalNumber>, person: VerifiedPerson) -> Verdict {
+    fn completed(&mut self, expected: Option<PersonalNumber>, person: VerifiedPerson) -> Verdict {
         let method = self.policy.method;
+        if expected.is_none() {
+            self.known_person = Some(person.personal_number.clone());
+        }
         match expected {
             Some(expected) if expected != person.personal_number => Verdict::Unverified {
                 reason: Reason::Mismatch,
@@ -336,10 +433,7 @@ impl Flow {
     /// The one place an identification ends: cancel the order if it runs, record the verdict,
     /// tell the caller, and start the hand-off while they hear the prompt and hold music.
     fn decide(&mut self, now: Instant, verdict: Verdict) -> State {
-        if self.order == Order::Running {
-            self.order = Order::Ended;
-            self.emit(Action::CancelVerification);
-        }
+        self.end_order();
         // A route that does not identify says nothing about it: hold music goes on.
         let prompt = match verdict {
             Verdict::Verified { .. } => Some(PromptId::Verified),
@@ -376,6 +470,7 @@ impl Flow {
                 self.emit(Action::Bridge);
                 State::Bridged {
                     deadline: now.checked_add(self.policy.max_bridged),
+                    reverify: None,
                 }
             }
             Input::QueueFailed => self.queue_failed(now, ringing.target),
@@ -417,17 +512,68 @@ impl Flow {
         }
     }
 
+    /// A re-verification's updates while the caller talks to the agent: no prompts (media is
+    /// relayed), one [`Action::Reverified`] at the end.
+    fn reverifying(
+        &mut self,
+        deadline: Option<Instant>,
+        reverify: Reverify,
+        input: Input,
+    ) -> State {
+        let method = Some(self.policy.method);
+        let verdict = match input {
+            Input::Verification(VerifyUpdate::Complete(person)) => {
+                if person.personal_number == reverify.expected {
+                    Verdict::Verified {
+                        method: self.policy.method,
+                        person,
+                    }
+                } else {
+                    Verdict::Unverified {
+                        reason: Reason::Mismatch,
+                        method,
+                    }
+                }
+            }
+            Input::Verification(VerifyUpdate::Failed(failure)) => Verdict::Unverified {
+                reason: failure.reason(),
+                method,
+            },
+            Input::VerificationLost => Verdict::Unverified {
+                reason: Reason::ProviderError,
+                method,
+            },
+            _ => {
+                return State::Bridged {
+                    deadline,
+                    reverify: Some(reverify),
+                };
+            }
+        };
+        self.order = Order::Ended;
+        self.emit(Action::Reverified(verdict));
+        State::Bridged {
+            deadline,
+            reverify: None,
+        }
+    }
+
     fn queue_unavailable(&mut self) -> State {
         self.emit(Action::HangUpCaller);
         self.finish(Outcome::QueueUnavailable)
     }
 
-    /// The caller left: cancel whatever runs on their behalf.
-    fn caller_hung_up(&mut self, state: State) -> State {
+    /// Cancels the eID order if one runs.
+    fn end_order(&mut self) {
         if self.order == Order::Running {
             self.order = Order::Ended;
             self.emit(Action::CancelVerification);
         }
+    }
+
+    /// The caller left: cancel whatever runs on their behalf.
+    fn caller_hung_up(&mut self, state: State) -> State {
+        self.end_order();
         match state {
             State::Ringing(_) => {
                 self.emit(Action::CancelQueueLeg);

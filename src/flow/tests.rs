@@ -10,6 +10,7 @@ use crate::verify::{Failure, Hint, Subject, VerifyUpdate};
 
 mod handoff;
 mod keypad_entry;
+mod reverify;
 
 // ---- harness ----------------------------------------------------------------------------------
 
