@@ -79,6 +79,10 @@ struct RawRoute {
     /// Hand-off: `"b2bua"` (new INVITE to `target`, bridged) or `"refer"`. Default `"b2bua"`.
     #[serde(default)]
     transfer: Transfer,
+    /// REFER mode: which identity headers go into the Refer-To URI, `"all"` (default) or
+    /// `"short"` (Status, Reason, Method, Call; for user agents that cap its length).
+    #[serde(default)]
+    refer_to_headers: ReferToHeaders,
     /// Agent queue, a `sip:` or `sips:` URI. Required.
     target: String,
     /// Where to send the call when `target` fails, a `sip:` or `sips:` URI. Default: none.
@@ -152,6 +156,32 @@ impl Transfer {
         [Transfer::B2bua, Transfer::Refer]
             .into_iter()
             .find(|t| t.as_str() == token)
+    }
+}
+
+/// Which identity headers a REFER embeds in its Refer-To URI (the REFER request itself always
+/// carries all of them, the token included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferToHeaders {
+    /// Every identity header, the token included (the contract's default).
+    #[default]
+    All,
+    /// Only `Status`, `Reason`, `Method` and `Call`: for user agents that cap the Refer-To's
+    /// length (baresip 1.0 follows at most 255 bytes). The agent side then checks the verdict
+    /// through `Call` (the API) rather than the token.
+    Short,
+}
+
+impl ReferToHeaders {
+    /// Whether the header with this suffix (after the prefix) goes into the Refer-To URI.
+    pub fn embeds(self, suffix: &str) -> bool {
+        match self {
+            ReferToHeaders::All => true,
+            ReferToHeaders::Short => ["Status", "Reason", "Method", "Call"]
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(suffix)),
+        }
     }
 }
 
@@ -278,6 +308,8 @@ pub struct Route {
     pub intent: Option<String>,
     /// How the call is handed to the queue.
     pub transfer: Transfer,
+    /// REFER mode: which identity headers the Refer-To URI carries.
+    pub refer_to_headers: ReferToHeaders,
     /// The agent queue.
     pub target: SipUri,
     /// Where to go when `target` fails.
@@ -426,6 +458,7 @@ impl RawRoute {
             max_call: Duration::from_secs(self.max_call_secs),
             intent: self.intent.clone(),
             transfer: self.transfer,
+            refer_to_headers: self.refer_to_headers,
             target,
             fallback,
         })

@@ -1,8 +1,14 @@
 //! The identity headers idgate writes on the queue leg, the contract in `IDENTITY-HEADERS.md`,
-//! and their embedding as URI headers in a Refer-To URI (RFC 3261 §19.1.1).
+//! and their embedding as URI headers in a Refer-To URI (RFC 3261 §19.1.1). The contract's two
+//! optional extras are here too: RFC 7433 `User-to-User` ([`user_to_user`]) and the tagged From
+//! display name ([`display`]).
 //!
-//! Every value written here is ASCII without CR/LF and under 1 KB: tokens, a UUID, the masked
-//! or full personal identity number, and the verified name percent-encoded (RFC 3986).
+//! Every header value written here is ASCII without CR/LF and under 1 KB: tokens, a UUID, the
+//! masked or full personal identity number, the verified name percent-encoded (RFC 3986), the
+//! hex UUI. The one exception is the display name, which is UTF-8 inside an RFC 3261
+//! quoted-string (see [`display`]).
+
+pub mod display;
 
 use std::borrow::Cow;
 
@@ -10,6 +16,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use uuid::Uuid;
 
 use super::Verdict;
+
+pub use display::{CallerDisplayName, DisplayTags, queue_display_name};
 
 /// The default header-name prefix, `X-Identity-` (configurable per deployment).
 pub const DEFAULT_PREFIX: &str = "X-Identity-";
@@ -57,6 +65,11 @@ pub fn is_identity_header(name: &str, prefix: &str) -> bool {
             .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
 }
 
+/// The part of `name` after `prefix` (ASCII case ignored), if `name` is in the namespace.
+pub fn strip_prefix<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    is_identity_header(name, prefix).then(|| &name[prefix.len()..])
+}
+
 /// How much of the personal identity number leaves idgate in `<prefix>Subject`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +92,10 @@ pub struct HeaderOptions {
     pub subject: SubjectMode,
     /// Whether the verified name is sent in `<prefix>Name`.
     pub include_name: bool,
+    /// Whether the queue leg (and the REFER) also carries [`USER_TO_USER`], off by default.
+    pub user_to_user: bool,
+    /// The From display-name tags of the B2BUA queue leg; `None` (the default): no display name.
+    pub display_tags: Option<DisplayTags>,
 }
 
 impl Default for HeaderOptions {
@@ -87,6 +104,8 @@ impl Default for HeaderOptions {
             prefix: DEFAULT_PREFIX.to_owned(),
             subject: SubjectMode::Masked,
             include_name: false,
+            user_to_user: false,
+            display_tags: None,
         }
     }
 }
@@ -128,9 +147,11 @@ pub fn identity_headers(
     headers
 }
 
-/// [`identity_headers`] and, last, `<prefix>Token`: the compact JWS of IDENTITY-HEADERS.md
-/// "The token" (see [`TokenIssuer::issue`](super::token::TokenIssuer::issue): ASCII, no
-/// CR/LF, under 1 KB). What the queue leg and the REFER carry.
+/// [`identity_headers`] and `<prefix>Token`: the compact JWS of IDENTITY-HEADERS.md "The
+/// token" (see [`TokenIssuer::issue`](super::token::TokenIssuer::issue): ASCII, no CR/LF,
+/// under 1 KB); last, when `opts.user_to_user`, [`USER_TO_USER`] with [`user_to_user`]. What
+/// the queue leg and the REFER carry (the REFER in its Refer-To URI too, where Genesys Cloud
+/// looks for UUI).
 pub fn identity_headers_with_token(
     verdict: &Verdict,
     call_id: Uuid,
@@ -139,7 +160,48 @@ pub fn identity_headers_with_token(
 ) -> Vec<(String, String)> {
     let mut headers = identity_headers(verdict, call_id, opts);
     headers.push((format!("{}Token", opts.prefix), token.to_owned()));
+    if opts.user_to_user {
+        headers.push((USER_TO_USER.to_owned(), user_to_user(verdict, call_id)));
+    }
     headers
+}
+
+/// The RFC 7433 header name. Not under the identity prefix: platforms that read UUI look for
+/// exactly this name (Genesys Cloud: `User-to-User`, then `x-User-to-User`).
+pub const USER_TO_USER: &str = "User-to-User";
+
+/// Q.931 §4.5.30 protocol discriminator `0x04`, "IA5 characters": the first octet of ISDN UUI
+/// data (RFC 7434 carries the user-user information element's contents from this octet on).
+/// Receivers drop it (Genesys Cloud always removes the first octet of `User-to-User` data).
+pub const UUI_PROTOCOL_DISCRIMINATOR: u8 = 0x04;
+
+/// Most octets of UUI data, protocol discriminator included: 128, the ISDN user-user limit
+/// (Q.931 §4.5.30) that gateways and contact-center platforms keep (Genesys Cloud advises 128
+/// or fewer). [`uui_text`] stays far below it (at most 74 bytes).
+pub const MAX_UUI_OCTETS: usize = 128;
+
+/// The UUI payload, short ASCII with the verdict and idgate's call id:
+/// `verified;call=<uuid>`, or `unverified;reason=<reason>;call=<uuid>` (reason and call id as
+/// in `<prefix>Reason` and `<prefix>Call`). Nothing personal: no number, no name.
+pub fn uui_text(verdict: &Verdict, call_id: Uuid) -> String {
+    let call = call_id.hyphenated();
+    match verdict.reason() {
+        Some(reason) => format!("unverified;reason={};call={call}", reason.as_str()),
+        None => format!("{};call={call}", verdict.status_str()),
+    }
+}
+
+/// The `User-to-User` header value (RFC 7433 §4.1, ISDN UUI package of RFC 7434):
+/// `04<uui_text as hex>;encoding=hex;purpose=isdn-uui;content=isdn-uui`, the protocol
+/// discriminator first, lower-case hex, at most [`MAX_UUI_OCTETS`] octets before encoding.
+pub fn user_to_user(verdict: &Verdict, call_id: Uuid) -> String {
+    let mut octets = vec![UUI_PROTOCOL_DISCRIMINATOR];
+    octets.extend_from_slice(uui_text(verdict, call_id).as_bytes());
+    octets.truncate(MAX_UUI_OCTETS);
+    format!(
+        "{};encoding=hex;purpose=isdn-uui;content=isdn-uui",
+        hex::encode(octets)
+    )
 }
 
 /// Percent-encodes a name (RFC 3986, UTF-8), cut on a character boundary so the result is at
@@ -393,5 +455,91 @@ mod tests {
         }
         assert!(is_identity_header("x-id-status", "X-Id-"));
         assert!(!is_identity_header("X-Identity-Status", ""));
+    }
+
+    /// Splits a `User-to-User` value into its text (after the protocol discriminator) and
+    /// parameters, decoding the hex (test-only).
+    fn decode_uui(value: &str) -> (String, Vec<&str>) {
+        let mut parts = value.split(';');
+        let octets = hex::decode(parts.next().unwrap()).unwrap();
+        assert_eq!(octets[0], UUI_PROTOCOL_DISCRIMINATOR, "{value}");
+        assert!(octets.len() <= MAX_UUI_OCTETS, "{value}");
+        (
+            String::from_utf8(octets[1..].to_vec()).unwrap(),
+            parts.collect(),
+        )
+    }
+
+    #[test]
+    fn user_to_user_round_trips_every_verdict() {
+        let verdict = verified(Some("Tolvan"));
+        let value = user_to_user(&verdict, CALL);
+        let (text, params) = decode_uui(&value);
+        assert_eq!(text, format!("verified;call={CALL_TEXT}"));
+        assert_eq!(
+            params,
+            ["encoding=hex", "purpose=isdn-uui", "content=isdn-uui"]
+        );
+        for reason in Reason::ALL {
+            let verdict = Verdict::Unverified {
+                reason,
+                method: Some(Method::Bankid),
+            };
+            let value = user_to_user(&verdict, CALL);
+            let expected = format!("unverified;reason={};call={CALL_TEXT}", reason.as_str());
+            assert_eq!(decode_uui(&value).0, expected);
+            assert_eq!(uui_text(&verdict, CALL), expected);
+        }
+    }
+
+    #[test]
+    fn user_to_user_is_short_ascii_hex_without_crlf() {
+        let verdicts = Reason::ALL
+            .into_iter()
+            .map(|reason| Verdict::Unverified {
+                reason,
+                method: None,
+            })
+            .chain([verified(Some(&"å".repeat(500)))]);
+        for verdict in verdicts {
+            let call = Uuid::from_u128(u128::MAX);
+            let text = uui_text(&verdict, call);
+            assert!(text.is_ascii() && text.len() <= 74, "{text}");
+            assert!(!text.contains(['\r', '\n']), "{text}");
+            let value = user_to_user(&verdict, call);
+            let (hex_part, _) = value.split_once(';').unwrap();
+            assert!(hex_part.len() <= 2 * MAX_UUI_OCTETS, "{value}");
+            let hex_digit = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+            assert!(hex_part.chars().all(hex_digit), "{value}");
+            assert!(value.is_ascii() && !value.contains(['\r', '\n']));
+        }
+    }
+
+    #[test]
+    fn user_to_user_only_when_configured_and_last() {
+        let verdict = verified(None);
+        let off = identity_headers_with_token(&verdict, CALL, &HeaderOptions::default(), "t");
+        assert!(off.iter().all(|(n, _)| n != USER_TO_USER));
+        let opts = HeaderOptions {
+            user_to_user: true,
+            ..HeaderOptions::default()
+        };
+        let on = identity_headers_with_token(&verdict, CALL, &opts, "t");
+        assert_eq!(on.len(), off.len() + 1);
+        assert_eq!(on[..off.len()], off[..]);
+        let (name, value) = on.last().unwrap();
+        assert_eq!(
+            (name.as_str(), value.clone()),
+            (USER_TO_USER, user_to_user(&verdict, CALL))
+        );
+        // In a Refer-To URI the parameters are escaped with the value (Genesys Cloud's format).
+        let encoded = encode_uri_headers(&on);
+        let hex_text = hex::encode(format!("\u{4}verified;call={CALL_TEXT}"));
+        assert!(
+            encoded.ends_with(&format!(
+                "&User-to-User={hex_text}%3Bencoding%3Dhex%3Bpurpose%3Disdn-uui%3Bcontent%3Disdn-uui"
+            )),
+            "{encoded}"
+        );
     }
 }

@@ -58,6 +58,20 @@ impl CivilDate {
         CivilDate { year, month, day }
     }
 
+    /// Days from 1970-01-01 to this date (the inverse of [`CivilDate::from_unix_days`];
+    /// Howard Hinnant's `days_from_civil`).
+    pub fn days_since_unix_epoch(&self) -> i64 {
+        let year = i64::from(self.year) - i64::from(self.month <= 2);
+        let era = year.div_euclid(400);
+        let yoe = year.rem_euclid(400);
+        let month = i64::from(self.month);
+        let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
+            + i64::from(self.day)
+            - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
     /// Today's date in UTC from the system clock (for keypad century inference).
     pub fn today_utc(now: std::time::SystemTime) -> CivilDate {
         let secs = now

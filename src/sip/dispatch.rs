@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::leg::CallerLeg;
-use super::message::{inbound_headers, source_ip};
+use super::message::{from_display_name, inbound_headers, source_ip};
 use super::{IncomingCall, SipStack};
 use crate::identity::caller::request_uri_user;
 
@@ -46,7 +46,7 @@ async fn handle(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<Incomi
         Method::Invite if has_to_tag(&tx) => StatusCode::CallTransactionDoesNotExist,
         Method::Invite => return new_invite(stack, tx, calls).await,
         Method::Ack => return, // a stray ACK gets no response (RFC 3261 §17.2.3)
-        Method::Options => return options(tx).await,
+        Method::Options => return options(&stack, tx).await,
         Method::Bye
         | Method::Cancel
         | Method::Info
@@ -70,16 +70,28 @@ fn has_to_tag(tx: &Transaction) -> bool {
         .is_some()
 }
 
-/// OPTIONS: 200 while accepting calls (a load balancer's health probe, RFC 3261 §11.2).
-async fn options(mut tx: Transaction) {
-    let headers = vec![
+/// OPTIONS: 200 while accepting calls, 503 with `Retry-After` while draining or at the call
+/// limit (a load balancer's health probe, RFC 3261 §11.2).
+async fn options(stack: &SipStack, mut tx: Transaction) {
+    let (status, mut headers) = match stack.inner.settings.admit.accepting() {
+        Ok(()) => (StatusCode::OK, Vec::new()),
+        Err(retry_after) => (
+            StatusCode::ServiceUnavailable,
+            vec![retry_after_header(retry_after)],
+        ),
+    };
+    headers.extend([
         Header::Allow(ALLOW.into()),
         Header::Accept("application/sdp".into()),
         Header::Other("Supported".into(), "replaces".into()),
-    ];
-    if let Err(e) = tx.reply_with(StatusCode::OK, headers, None).await {
+    ]);
+    if let Err(e) = tx.reply_with(status, headers, None).await {
         debug!(error = %e, "could not answer OPTIONS");
     }
+}
+
+fn retry_after_header(secs: u32) -> Header {
+    Header::Other("Retry-After".into(), secs.to_string())
 }
 
 async fn new_invite(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<IncomingCall>) {
@@ -88,6 +100,17 @@ async fn new_invite(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<In
         let _ = tx.reply(StatusCode::Forbidden).await;
         return;
     };
+    // Refused before a dialog exists: nothing is answered, nothing to clean up.
+    if let Err(retry_after) = stack.inner.settings.admit.admit_call() {
+        let headers = vec![retry_after_header(retry_after)];
+        if let Err(e) = tx
+            .reply_with(StatusCode::ServiceUnavailable, headers, None)
+            .await
+        {
+            debug!(error = %e, "could not refuse an INVITE");
+        }
+        return;
+    }
     let (state_tx, state_rx) = stack.inner.dialogs.new_dialog_state_channel();
     let dialog = match stack.inner.dialogs.get_or_create_server_invite(
         &tx,
@@ -110,6 +133,7 @@ async fn new_invite(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<In
             .map(|c| c.value().to_string())
             .unwrap_or_default(),
         called: request_uri_user(&tx.original.uri.to_string()),
+        caller_display_name: from_display_name(&headers),
         headers,
         spoofed,
         source,

@@ -141,8 +141,8 @@ async fn send_refer(
     let sep = if target.contains('?') { '&' } else { '?' };
     let refer_to = rsipstack::sip::ReferTo::new(format!("<{target}{sep}{embedded}>"));
     let mut extra: Vec<Header> = headers.iter().map(|(n, v)| raw_header(n, v)).collect();
+    // The stack adds the dialog's Contact itself: a second one would make the REFER invalid.
     extra.push(raw_header("Referred-By", &format!("<{referred_by}>")));
-    extra.push(raw_header("Contact", &format!("<{referred_by}>")));
     match dialog.refer(refer_to, Some(extra), None).await {
         Ok(Some(resp)) => u16::from(resp.status_code),
         Ok(None) => 0,
@@ -160,7 +160,8 @@ pub struct OutboundCall {
     pub target: String,
     /// The From user (the caller number, or `anonymous`).
     pub from_user: String,
-    /// The From display name, if any.
+    /// The From display name, if any, as the content of an RFC 3261 quoted-string (`"` and `\`
+    /// already escaped): rsipstack writes it between the quotes as it is.
     pub from_display: Option<String>,
     /// Extra headers (the identity headers).
     pub headers: Vec<(String, String)>,

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use rsipstack::sip::{Header, Request};
 
-use crate::identity::headers::is_identity_header;
+use crate::identity::headers::{CallerDisplayName, is_identity_header};
 
 /// The request's headers as (name, value) text, split into the ones idgate keeps and the names
 /// of identity-prefixed ones it removed (a caller must never be able to send its own verdict).
@@ -22,6 +22,39 @@ pub(super) fn inbound_headers(req: &Request, prefix: &str) -> (Vec<(String, Stri
         }
     }
     (kept, spoofed)
+}
+
+/// The display name of the first `From` (or compact `f`) header among raw `(name, value)`
+/// lines (RFC 3261 §20.20, `name-addr` of §25.1): a quoted-string with its quoted-pairs undone,
+/// or the tokens before `<`. `None` for an addr-spec, an empty display name or an unclosed
+/// quote. Nothing is cleaned here: the name is the caller's, see `identity::headers::display`.
+pub(super) fn from_display_name(headers: &[(String, String)]) -> Option<CallerDisplayName> {
+    let is_from = |name: &str| {
+        ["from", "f"]
+            .iter()
+            .any(|n| name.trim().eq_ignore_ascii_case(n))
+    };
+    let value = headers.iter().find(|(name, _)| is_from(name))?.1.trim();
+    let name = match value.strip_prefix('"') {
+        Some(inside) => unquote(inside)?,
+        None => value.split_once('<')?.0.trim().to_owned(),
+    };
+    (!name.is_empty()).then(|| CallerDisplayName::new(name))
+}
+
+/// The content of a quoted-string whose opening `"` is already consumed, with `\x` read as `x`
+/// (RFC 3261 §25.1 quoted-pair); `None` when the closing `"` is missing.
+fn unquote(inside: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = inside.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// Where the request came from: the top Via's `received` parameter (set by the transport from
@@ -147,6 +180,37 @@ Content-Length: 0\r\n\r\n";
             kept.iter()
                 .any(|(n, v)| n.eq_ignore_ascii_case("call-id") && v == "abc")
         );
+    }
+
+    fn display_name(from: &str) -> Option<String> {
+        let headers = [
+            ("Via".to_owned(), "x".to_owned()),
+            ("From".to_owned(), from.to_owned()),
+        ];
+        from_display_name(&headers).map(|name| name.as_str().to_owned())
+    }
+
+    #[test]
+    fn from_display_names() {
+        let name = display_name("\"\u{2714} Fake Verified\" <sip:+46701234567@pbx>;tag=1");
+        assert_eq!(name.as_deref(), Some("\u{2714} Fake Verified"));
+        let escaped = display_name(r#""Robert \"Bob\" \\ T" <sip:1@pbx>;tag=1"#);
+        assert_eq!(escaped.as_deref(), Some(r#"Robert "Bob" \ T"#));
+        let tokens = display_name("  Bob   Smith <sip:1@pbx>;tag=1");
+        assert_eq!(tokens.as_deref(), Some("Bob   Smith"));
+        assert_eq!(display_name("<sip:1@pbx>;tag=1"), None);
+        assert_eq!(display_name("\"\" <sip:1@pbx>;tag=1"), None);
+        assert_eq!(display_name("sip:1@pbx;tag=1"), None);
+        assert_eq!(display_name("\"unclosed <sip:1@pbx>"), None);
+        let compact = [("f".to_owned(), "Eve <sip:2@pbx>".to_owned())];
+        assert!(from_display_name(&compact).is_some_and(|n| n.as_str() == "Eve"));
+        assert!(from_display_name(&[]).is_none());
+        let parsed = inbound_headers(
+            &request(&INVITE.replace("From: <", "From: \"A\\\"B\" <")),
+            "X-",
+        );
+        let name = from_display_name(&parsed.0).expect("a display name through rsipstack");
+        assert_eq!(name.as_str(), "A\"B");
     }
 
     #[test]

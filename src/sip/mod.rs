@@ -38,6 +38,31 @@ pub struct SipSettings {
     pub header_prefix: String,
     /// The User-Agent / Server value.
     pub user_agent: String,
+    /// Asked before a new call is taken and before OPTIONS is answered 200.
+    pub admit: std::sync::Arc<dyn Admit>,
+}
+
+/// What the SIP layer asks the rest of idgate before taking new work. A refusal carries the
+/// `Retry-After` seconds of the 503.
+pub trait Admit: std::fmt::Debug + Send + Sync + 'static {
+    /// Whether a new INVITE (from a trusted peer) may become a call.
+    fn admit_call(&self) -> Result<(), u32>;
+    /// Whether OPTIONS is answered 200 (a load balancer's probe) rather than 503.
+    fn accepting(&self) -> Result<(), u32>;
+}
+
+/// Takes every call (tests and tools that need no limits).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdmitAll;
+
+impl Admit for AdmitAll {
+    fn admit_call(&self) -> Result<(), u32> {
+        Ok(())
+    }
+
+    fn accepting(&self) -> Result<(), u32> {
+        Ok(())
+    }
 }
 
 /// Errors of the SIP layer.
@@ -84,6 +109,9 @@ pub struct IncomingCall {
     pub headers: Vec<(String, String)>,
     /// Names of identity-prefixed headers that were removed (a spoofing attempt).
     pub spoofed: Vec<String>,
+    /// The From display name as the caller sent it. Caller-supplied: anyone can write
+    /// `"✔ Verified"` there; clean it before showing it (`identity::headers::display`).
+    pub caller_display_name: Option<crate::identity::headers::CallerDisplayName>,
     /// The source address of the INVITE (from the top Via's received/sent-by).
     pub source: IpAddr,
     /// Whether the source is a trusted peer (only then is P-Asserted-Identity believed). Today
