@@ -118,6 +118,42 @@ fn verified_call_over(transport: &[&str]) {
         Some(idgate::store::TransferOutcome::Connected)
     );
     assert!(row.answered_at.is_some() && row.verdict_at.is_some() && row.ended_at.is_some());
+
+    // The audit trail: the forged header by name only, and the verification's steps.
+    let (events, security) = audit(&idgate, call_id);
+    assert_eq!(security.len(), 1, "{security:?}");
+    assert_eq!(
+        security[0].kind,
+        idgate::store::SecurityEventKind::SpoofedHeaders
+    );
+    let names = security[0].detail.as_deref().unwrap_or("");
+    assert_eq!(
+        names, "X-Identity-Status, X-Identity-Token",
+        "names, never values"
+    );
+    assert!(security[0].source.is_some_and(|ip| ip.is_loopback()));
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{events:?}");
+    assert_eq!(kinds.last(), Some(&"completed"), "{events:?}");
+}
+
+/// The verification and security events idgate recorded for a call.
+fn audit(
+    idgate: &Idgate,
+    call_id: &str,
+) -> (
+    Vec<idgate::store::VerificationEvent>,
+    Vec<idgate::store::SecurityEvent>,
+) {
+    let id = uuid::Uuid::parse_str(call_id).expect("call id");
+    let url = format!("sqlite://{}", idgate.db_path().display());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = idgate::store::Store::connect(&url).await.expect("store");
+        let events = store.verification_events_for(id).await.expect("query");
+        let security = store.security_events_for(id).await.expect("query");
+        (events, security)
+    })
 }
 
 /// The token's claims, after checking its signature against the key with its `kid` in the

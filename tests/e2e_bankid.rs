@@ -115,6 +115,28 @@ fn a_caller_in_the_directory_is_verified_by_bankid_and_the_evidence_is_kept() {
         !idgate.log().contains("191212121212"),
         "no personal number in the log"
     );
+
+    // The audit trail: started with BankID's orderRef (the one idgate collected), the hints,
+    // the completion.
+    let (events, _) = audit_for(&idgate, call_id);
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{events:?}");
+    assert_eq!(kinds.last(), Some(&"completed"), "{events:?}");
+    assert!(
+        kinds[1..kinds.len() - 1].iter().all(|k| *k == "hint"),
+        "{events:?}"
+    );
+    let order_ref = events[0].detail.as_deref().expect("the orderRef");
+    let collect = bank
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/collect"));
+    assert!(collect.expect("a collect").body.contains(order_ref));
+    assert!(
+        !idgate.log().contains(order_ref),
+        "the orderRef is not logged"
+    );
 }
 
 #[test]
@@ -164,6 +186,35 @@ fn not_in_a_call_reaches_the_queue_and_is_logged_as_a_fraud_signal() {
     );
     let log = wait_for_log(&idgate, "fraud signal");
     assert!(log.contains("fraud signal"), "{log}");
+    let call_id = header(&invite, "X-Identity-Call").expect("call id");
+    let (events, security) = audit_for(&idgate, call_id);
+    let last = events.last().expect("events");
+    assert_eq!(
+        (last.kind.as_str(), last.detail.as_deref()),
+        ("failed", Some("not-in-call"))
+    );
+    let kinds: Vec<&str> = security.iter().map(|e| e.kind.as_str()).collect();
+    // caller.xml also forges an identity header.
+    assert_eq!(kinds, ["spoofed-headers", "not-in-call"]);
+}
+
+/// The verification and security events recorded for a call.
+fn audit_for(
+    idgate: &Idgate,
+    call_id: &str,
+) -> (
+    Vec<idgate::store::VerificationEvent>,
+    Vec<idgate::store::SecurityEvent>,
+) {
+    let id = uuid::Uuid::parse_str(call_id).expect("uuid");
+    let url = format!("sqlite://{}", idgate.db_path().display());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = idgate::store::Store::connect(&url).await.expect("store");
+        let events = store.verification_events_for(id).await.expect("query");
+        let security = store.security_events_for(id).await.expect("query");
+        (events, security)
+    })
 }
 
 /// The evidence rows stored for a call: (method, JSON).

@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use crate::config::{Config, ConfigError};
 use crate::identity::PersonalNumber;
-use crate::store::{CustomerError, CustomerKey, CustomerSummary, ImportError, Store, StoreError};
+use crate::store::{
+    AdminAction, CustomerError, CustomerKey, CustomerSummary, ImportError, Store, StoreError,
+};
 use crate::verify::directory::{InputError, parse_customer};
 
 pub use csv_file::CsvError;
@@ -167,13 +169,22 @@ async fn execute(
             let masked = customer.personal_number.masked();
             let count = customer.numbers.len();
             writeln!(out, "added customer {id} ({masked}, {count} number(s))")?;
+            let target = format!("customer {id} ({count} number(s))");
+            record(store, "customer-add", target).await.map_err(db)?;
         }
         CustomersCommand::Remove { customer } => {
             let (key, shown) = customer_key(&customer)?;
+            // The audit trail names the customer by id, never by personal number.
+            let id = match &key {
+                CustomerKey::Id(id) => Some(*id),
+                CustomerKey::PersonalNumber(p) => store.customer_id_of(p).await.map_err(db)?,
+            };
             if !store.remove_customer(&key).await.map_err(db)? {
                 return Err(CliError::NotFound(shown));
             }
             writeln!(out, "removed customer {shown}")?;
+            let target = id.map_or_else(|| "customer".to_owned(), |id| format!("customer {id}"));
+            record(store, "customer-remove", target).await.map_err(db)?;
         }
         CustomersCommand::List => print_list(&store.list_customers().await.map_err(db)?, out)?,
         CustomersCommand::Import { file, region } => {
@@ -205,12 +216,24 @@ async fn import(
                 error,
             },
         })?;
-    writeln!(
-        out,
-        "imported {} row(s): {} customer(s) added, {} updated, {} number(s) added",
+    let summary = format!(
+        "{} row(s): {} customer(s) added, {} updated, {} number(s) added",
         done.rows, done.added, done.updated, done.numbers_added
-    )?;
-    Ok(())
+    );
+    writeln!(out, "imported {summary}")?;
+    record(store, "customer-import", summary)
+        .await
+        .map_err(|error| CliError::Store {
+            url: url.to_owned(),
+            error,
+        })
+}
+
+/// Records a change made from the command line in the audit trail.
+async fn record(store: &Store, action: &str, target: String) -> Result<(), StoreError> {
+    store
+        .record_admin_action(&AdminAction::now("cli", action, target))
+        .await
 }
 
 /// The customer `remove` is about, and how to show it (the id, or the masked number).

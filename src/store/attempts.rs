@@ -60,7 +60,7 @@ pub enum PushDecision {
 
 /// The stored pseudonym of a person: not reversible by reading the table, but the same for
 /// every instance (pseudonymisation, not anonymisation: the number space is small).
-fn pseudonym(person: &PersonalNumber) -> String {
+pub(super) fn pseudonym(person: &PersonalNumber) -> String {
     hex::encode(Sha256::digest(format!(
         "idgate-person-v1:{}",
         person.as_digits()

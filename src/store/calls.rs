@@ -234,7 +234,7 @@ fn found(op: &'static str, id: Uuid, rows: u64) -> Result<(), StoreError> {
 }
 
 /// Decodes a `calls` row; a value that does not parse back is [`StoreError::Corrupt`].
-fn call_row(id: Uuid, row: &AnyRow) -> Result<CallRow, StoreError> {
+pub(super) fn call_row(id: Uuid, row: &AnyRow) -> Result<CallRow, StoreError> {
     let row_id = id.to_string();
     let col = Columns { row, id: &row_id };
     Ok(CallRow {

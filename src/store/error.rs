@@ -42,6 +42,16 @@ pub enum StoreError {
         /// idgate's call id.
         id: Uuid,
     },
+    /// A row the operation needs does not exist (or is already finished).
+    #[error("{op}: no {what} {id}")]
+    RowNotFound {
+        /// The store operation.
+        op: &'static str,
+        /// What was looked for (`open reverification`).
+        what: &'static str,
+        /// Its id.
+        id: Uuid,
+    },
     /// A stored value does not parse back (edited by hand, or a bug): never guessed at.
     #[error("{table}.{column} in row {row} is not valid")]
     Corrupt {

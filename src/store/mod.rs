@@ -6,10 +6,15 @@
 //! version (no TLS feature in sqlx): keep the database on a trusted network or a local socket.
 
 mod attempts;
+mod audit;
+mod call_list;
 mod calls;
 mod customers;
 mod error;
 mod evidence;
+mod privacy;
+pub mod retention;
+mod reverifications;
 #[cfg(test)]
 pub(crate) mod testdb;
 #[cfg(test)]
@@ -23,12 +28,22 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions};
 
 pub use attempts::{PushDecision, PushLimits, PushTarget, Refusal};
+pub use audit::{
+    AdminAction, SecurityEvent, SecurityEventKind, VerificationEvent, VerificationEventKind,
+};
+pub use call_list::{CallFilter, MAX_LIMIT};
 pub use calls::{CallRow, CallStatus, NewCall, TransferOutcome};
 pub use customers::{
     Customer, CustomerError, CustomerKey, CustomerSummary, ImportError, ImportRow, ImportSummary,
     NewCustomer,
 };
 pub use error::StoreError;
+pub use privacy::{
+    EraseReport, ExportedAttempt, ExportedCall, ExportedCallRow, ExportedCustomer,
+    ExportedEvidence, PersonExport,
+};
+pub use retention::PurgeReport;
+pub use reverifications::ReverificationRow;
 
 /// Set on every SQLite file connection: WAL journal, foreign keys, and 5 s waiting for another
 /// writer before giving up with "database is busy".

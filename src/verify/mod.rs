@@ -97,18 +97,71 @@ pub enum VerifyUpdate {
     Failed(Failure),
 }
 
+impl Hint {
+    /// The token recorded in the audit trail (`verification_events.detail`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hint::Sent => "sent",
+            Hint::Started => "started",
+            Hint::CallConfirm => "call-confirm",
+            Hint::Signing => "signing",
+        }
+    }
+}
+
+/// The provider's own reference of an order (BankID `orderRef`, Freja `authRef`, the app-push
+/// order id), for the audit trail. The provider's task sets it once the order exists, before
+/// its first update; a provider without one (the simulator) never sets it. Never logged: its
+/// `Debug` shows nothing.
+#[derive(Clone, Default)]
+pub struct OrderRef(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl OrderRef {
+    /// Sets the reference (only the first call counts).
+    pub fn set(&self, reference: &str) {
+        let _ = self.0.set(reference.to_owned());
+    }
+
+    /// The reference, once set.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for OrderRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OrderRef(..)")
+    }
+}
+
 /// A running order: its updates, and a way to cancel it. Dropping the handle cancels the order.
 #[derive(Debug)]
 pub struct Verification {
     /// Updates, ending with `Complete` or `Failed` (or closing if cancelled).
     pub updates: mpsc::Receiver<VerifyUpdate>,
     cancel: CancellationToken,
+    order_ref: OrderRef,
 }
 
 impl Verification {
     /// Wraps a receiver and the token the provider's task watches.
     pub fn new(updates: mpsc::Receiver<VerifyUpdate>, cancel: CancellationToken) -> Self {
-        Self { updates, cancel }
+        Self {
+            updates,
+            cancel,
+            order_ref: OrderRef::default(),
+        }
+    }
+
+    /// The handle carries `order_ref`, which the provider's task sets once the order exists.
+    pub fn with_order_ref(mut self, order_ref: OrderRef) -> Self {
+        self.order_ref = order_ref;
+        self
+    }
+
+    /// The provider's reference of the order (shared: it is set when the order exists).
+    pub fn order_ref(&self) -> OrderRef {
+        self.order_ref.clone()
     }
 
     /// Asks the provider to cancel the order (BankID `/cancel`).

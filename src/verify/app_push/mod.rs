@@ -27,7 +27,9 @@ use uuid::Uuid;
 pub use callbacks::{Callbacks, Refusal, SignedHeaders};
 pub use config::{AppPushConfig, Secret};
 
-use super::{Failure, Hint, Provider, SetupError, Verification, VerifyRequest, VerifyUpdate};
+use super::{
+    Failure, Hint, OrderRef, Provider, SetupError, Verification, VerifyRequest, VerifyUpdate,
+};
 use crate::identity::Method;
 use callbacks::PendingOrder;
 use client::Backend;
@@ -85,7 +87,10 @@ impl Provider for AppPush {
         let (tx, rx) = mpsc::channel(4);
         let cancel = CancellationToken::new();
         tokio::spawn(order.run(tx, cancel.clone()));
-        Verification::new(rx, cancel)
+        // The order id is idgate's own, known before the push is sent.
+        let order_ref = OrderRef::default();
+        order_ref.set(&id.to_string());
+        Verification::new(rx, cancel).with_order_ref(order_ref)
     }
 }
 

@@ -104,6 +104,9 @@ async fn no_callback_ends_as_timeout_and_withdraws_the_push() {
     let provider = AppPush::from_config(&config(fake.url(), 1)).unwrap();
     let started = tokio::time::Instant::now();
     let mut order = provider.start(request(Subject::Person(person)));
+    // idgate's own order id is the reference, known at once.
+    let order_ref = order.order_ref().get().map(uuid::Uuid::parse_str);
+    assert!(matches!(order_ref, Some(Ok(_))), "{order_ref:?}");
     assert_eq!(
         next(&mut order).await,
         Some(VerifyUpdate::Pending(Hint::Sent))

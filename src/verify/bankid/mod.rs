@@ -37,7 +37,7 @@ use self::order::{CompletionSink, Order};
 use crate::identity::Method;
 use crate::verify::tls::{self, PemFile};
 use crate::verify::{
-    Failure, Provider, SetupError, Subject, Verification, VerifyRequest, VerifyUpdate,
+    Failure, OrderRef, Provider, SetupError, Subject, Verification, VerifyRequest, VerifyUpdate,
 };
 
 /// The BankID provider. Cheap to clone; clones share the HTTP connection pool.
@@ -169,6 +169,7 @@ impl Provider for BankId {
             return Verification::new(rx, cancel);
         };
         let auth = self.auth_request(&request, person.as_digits());
+        let order_ref = OrderRef::default();
         let order = Order {
             api: self.api.clone(),
             settings: Arc::clone(&self.settings),
@@ -176,8 +177,9 @@ impl Provider for BankId {
             updates: tx,
             cancel: cancel.clone(),
             on_completion: self.on_completion.clone(),
+            order_ref: order_ref.clone(),
         };
         tokio::spawn(order.run(auth));
-        Verification::new(rx, cancel)
+        Verification::new(rx, cancel).with_order_ref(order_ref)
     }
 }

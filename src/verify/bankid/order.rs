@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::api::{Collected, Completion};
 use super::client::{Api, ApiError};
 use super::config::Settings;
-use crate::verify::{Failure, Hint, VerifyUpdate};
+use crate::verify::{Failure, Hint, OrderRef, VerifyUpdate};
 
 /// Consecutive failed collects after which the order is given up.
 pub(super) const MAX_TRANSPORT_FAILURES: u32 = 3;
@@ -36,6 +36,8 @@ pub(super) struct Order {
     pub cancel: CancellationToken,
     /// Where the evidence of a completion goes.
     pub on_completion: Option<CompletionSink>,
+    /// Set to the `orderRef` once the order exists (for the audit trail).
+    pub order_ref: OrderRef,
 }
 
 /// How the collect loop ended.
@@ -62,6 +64,7 @@ impl Order {
             }
         };
         drop(auth);
+        self.order_ref.set(&order_ref);
         tracing::info!(call = %self.call_id, "bankid order started");
         let end = if self.cancel.is_cancelled() || !self.send(Hint::Sent).await {
             End::Cancelled

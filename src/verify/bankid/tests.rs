@@ -251,9 +251,16 @@ async fn cancel_reaches_the_fake_and_ends_the_updates() {
     let mut order = provider.start(request(&who, "sv"));
     let first = timeout(LIMIT, order.updates.recv()).await.unwrap();
     assert_eq!(first, Some(VerifyUpdate::Pending(Hint::Sent)));
+    // The orderRef is known by the first update: the one the cancel names.
+    let order_ref = order.order_ref().get().expect("orderRef").to_owned();
     order.cancel();
     eventually("the fake sees the cancel", || fake.cancelled() == 1).await;
     assert_eq!(fake.count("cancel"), 1);
+    let cancel = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/cancel"));
+    assert!(cancel.expect("a cancel").body.contains(&order_ref));
     assert_eq!(timeout(LIMIT, order.updates.recv()).await.unwrap(), None);
     // The order is gone at the fake, so the person can be asked again at once.
     fake.script(&who, FakeOutcome::Approve);

@@ -22,6 +22,8 @@ const BROKEN: &str = "+46703333333";
 const GARBAGE: &str = "+46704444444";
 /// Every lookup in these tests ends well within this.
 const BOUND: Duration = Duration::from_secs(5);
+/// How long the fake CRM takes for `SLOW`.
+const SLOW_CRM: Duration = Duration::from_secs(120);
 
 #[derive(Default)]
 struct Fake {
@@ -48,7 +50,8 @@ async fn customer(
         }))
         .into_response(),
         SLOW => {
-            tokio::time::sleep(BOUND).await;
+            // Far longer than any timeout here: only idgate's own timeout ends the lookup.
+            tokio::time::sleep(SLOW_CRM).await;
             StatusCode::NOT_FOUND.into_response()
         }
         BROKEN => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -113,11 +116,8 @@ async fn a_slow_crm_is_a_failure_within_the_timeout() {
     let started = std::time::Instant::now();
     let e = lookup(&directory, SLOW).await.unwrap_err();
     assert!(matches!(e, LookupError::Crm(CrmError::Timeout)), "{e}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    // Not a timing test: generous for a loaded machine, far below the CRM's own delay.
+    assert!(started.elapsed() < SLOW_CRM / 4, "{:?}", started.elapsed());
 }
 
 #[tokio::test]

@@ -70,7 +70,7 @@ pub use config::FrejaConfig;
 use self::api::{ATTRIBUTES, AttributeToReturn, InitAuthRequest, SsnUserInfo, UserInfoType};
 use self::client::FrejaClient;
 use super::tls::{PemFile, TlsError, client_config_from_files};
-use super::{Provider, SetupError, Subject, Verification, VerifyRequest};
+use super::{OrderRef, Provider, SetupError, Subject, Verification, VerifyRequest};
 use crate::identity::Method;
 
 /// The Freja eID provider. Cheap to clone.
@@ -181,10 +181,12 @@ impl Provider for Freja {
             poll_interval: Duration::from_millis(self.config.poll_interval_ms),
             country: self.config.country.clone(),
             call_id: request.call_id,
+            order_ref: OrderRef::default(),
         };
+        let order_ref = order.order_ref.clone();
         let (tx, rx) = mpsc::channel(4);
         let cancel = CancellationToken::new();
         tokio::spawn(order::run(order, tx, cancel.clone()));
-        Verification::new(rx, cancel)
+        Verification::new(rx, cancel).with_order_ref(order_ref)
     }
 }

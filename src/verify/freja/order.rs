@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::api::{AuthResult, InitAuthRequest, Status, jws_payload};
 use super::client::FrejaClient;
 use crate::identity::{PersonName, PersonalNumber, VerifiedPerson};
-use crate::verify::{Failure, Hint, VerifyUpdate};
+use crate::verify::{Failure, Hint, OrderRef, VerifyUpdate};
 
 /// How long an order is polled before idgate gives up on it (Freja gives the user about two
 /// minutes; this only guards against an order that never reaches a final status).
@@ -32,6 +32,8 @@ pub struct Order {
     pub country: String,
     /// idgate's call id, for logs.
     pub call_id: Uuid,
+    /// Set to the `authRef` once the order exists (for the audit trail).
+    pub order_ref: OrderRef,
 }
 
 /// What a `getOneResult` answer means for idgate.
@@ -116,6 +118,7 @@ pub async fn run(order: Order, tx: mpsc::Sender<VerifyUpdate>, cancel: Cancellat
             return;
         }
     };
+    order.order_ref.set(&auth_ref);
     let gone = cancel.is_cancelled() || tx.send(VerifyUpdate::Pending(Hint::Sent)).await.is_err();
     let end = if gone {
         End::Cancelled

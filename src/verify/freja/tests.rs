@@ -324,6 +324,8 @@ async fn dropping_an_order_cancels_it_at_freja() {
     let mut order = start(&freja, Subject::Person(pnr("197505051230")));
     let sent = timeout(LIMIT, order.updates.recv()).await.unwrap();
     assert_eq!(sent, Some(VerifyUpdate::Pending(Hint::Sent)));
+    // The authRef is known by the first update (for the audit trail).
+    assert_eq!(order.order_ref().get(), Some("fake-auth-ref-1"));
     drop(order);
     timeout(LIMIT, async {
         while s.fake.cancelled_count() == 0 {
