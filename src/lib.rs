@@ -8,6 +8,8 @@ pub mod config;
 pub mod flow;
 pub mod identity;
 pub mod media;
+pub mod metrics;
 pub mod sip;
 pub mod store;
+pub mod timefmt;
 pub mod verify;

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use idgate::call::{Registry, Services};
 use idgate::config::{self, Config, Dialplan, IdentityConfig, Transport};
-use idgate::identity::headers::HeaderOptions;
 use idgate::identity::token::TokenIssuer;
 use idgate::media::{MediaConfig, MediaEngine, PromptSet};
 use idgate::sip::{SipSettings, SipStack};
@@ -43,6 +42,8 @@ enum Command {
     },
     /// Manage the customer directory in the database `[store] url` names.
     Customers(idgate::cli::customers::CustomersArgs),
+    /// GDPR requests about one person (export, erase) and the retention purge on demand.
+    Privacy(idgate::cli::privacy::PrivacyArgs),
     /// Make the Ed25519 key X-Identity-Token is signed with.
     Keys(idgate::cli::keys::KeysArgs),
     /// Check an X-Identity-Token offline.
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Customers(args) => idgate::cli::customers::run(args).map_err(Into::into),
+        Command::Privacy(args) => idgate::cli::privacy::run(args).map_err(Into::into),
         Command::Keys(args) => {
             idgate::cli::keys::run(args, &mut std::io::stdout().lock()).map_err(Into::into)
         }
@@ -97,27 +99,30 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    init_logs();
     let config = match &path {
         Some(p) => Config::load(p)?,
         None => Config::embedded(),
     };
+    init_logs(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(run(config, path))
 }
 
-/// Logs go to stderr. rsipstack prints whole SIP messages (caller numbers, INFO digits) at
-/// INFO, so it is held at warn whatever RUST_LOG says about everything else.
-fn init_logs() {
-    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+/// Logs go to stderr, as `[log]` says (`RUST_LOG` replaces `log.level`). rsipstack prints
+/// whole SIP messages (caller numbers, INFO digits) at INFO, so it is held at warn whatever
+/// the level says about everything else.
+fn init_logs(log: &config::LogConfig) {
+    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| log.level.clone());
     let filter = tracing_subscriber::EnvFilter::new(format!("{base},rsipstack=warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        config::LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        config::LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
 }
 
 async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -126,6 +131,11 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let store = Store::connect(&config.store.url)
         .await
         .with_context(|| format!("store.url {:?}", config.store.url))?;
+    // Retention: personal data older than `store.retention_days` is purged now and hourly.
+    let retention = config.store.retention();
+    let purge =
+        idgate::store::retention::purge_periodically(store.clone(), retention, cancel.clone());
+    tokio::spawn(purge);
     let idgate::verify::Configured { provider, app_push } =
         idgate::verify::from_config(&config.provider, evidence_sink(&store))?;
     let directory = idgate::verify::directory::Directory::from_config(&config.directory, &store)?;
@@ -136,7 +146,16 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         port_min: config.media.rtp_port_min,
         port_max: config.media.rtp_port_max,
     });
-    let (sip, calls) = SipStack::start(sip_settings(&config), cancel.clone()).await?;
+    let media_counters = media.counters();
+    let registry = Arc::new(Registry::default());
+    let metrics = Arc::new(idgate::metrics::Metrics::new(media_counters));
+    let admission = Arc::new(idgate::call::Admission::new(&config.admission));
+    let gate = Arc::new(idgate::call::CallGate::new(
+        admission.clone(),
+        registry.clone(),
+        metrics.clone(),
+    ));
+    let (sip, calls) = SipStack::start(sip_settings(&config, gate), cancel.clone()).await?;
     let services = Arc::new(Services {
         sip,
         media,
@@ -144,25 +163,59 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         provider,
         store,
         dialplan,
-        headers: HeaderOptions {
-            prefix: config.sip.header_prefix.clone(),
-            subject: config.identity.subject,
-            include_name: config.identity.include_name,
-        },
+        headers: config.identity.header_options(&config.sip.header_prefix),
         tokens,
         media_ip: config.media.bind_ip,
-        registry: Registry::default(),
+        registry,
         limits: config.limits.push_limits(),
         app_push,
         directory,
+        metrics,
+        admission,
     });
-    let http = idgate::api::serve(&config.http, services.clone(), cancel.clone()).await?;
+    let http = idgate::api::serve(
+        &config.http,
+        &config.agent,
+        services.clone(),
+        cancel.clone(),
+    )
+    .await?;
     tokio::spawn(idgate::call::run_intake(services.clone(), calls));
     print_banner(&config, path.as_deref(), http);
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    drain(&services, config.admission.drain_timeout()).await;
     cancel.cancel();
     Ok(())
+}
+
+/// Runs until SIGTERM/SIGINT or `POST /v1/drain`, then drains: new calls get 503, calls in
+/// progress go on; returns when the last one has ended, at the drain timeout, or at a second
+/// signal.
+async fn drain(services: &Services, timeout: std::time::Duration) {
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = services.admission.drain_started() => {}
+    }
+    services.admission.drain();
+    tracing::info!(
+        active_calls = services.registry.active(),
+        "draining: new calls refused, waiting for calls in progress to end"
+    );
+    let idle = async {
+        while services.registry.active() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        _ = idle => tracing::info!("drained: no calls left, exiting"),
+        _ = shutdown_signal() => tracing::warn!(
+            active_calls = services.registry.active(),
+            "second signal: exiting now"
+        ),
+        _ = tokio::time::sleep(timeout) => tracing::warn!(
+            active_calls = services.registry.active(),
+            "admission.drain_timeout_secs passed: exiting with calls in progress"
+        ),
+    }
 }
 
 /// The token keys. Without `signing_key_file`, a key made now: `cargo run` works, but tokens
@@ -210,7 +263,7 @@ fn load_prompts() -> anyhow::Result<HashMap<String, Arc<PromptSet>>> {
     Ok(sets)
 }
 
-fn sip_settings(config: &Config) -> SipSettings {
+fn sip_settings(config: &Config, admit: Arc<dyn idgate::sip::Admit>) -> SipSettings {
     SipSettings {
         listen: config.sip.listen,
         udp: config.sip.transports.contains(&Transport::Udp),
@@ -218,6 +271,7 @@ fn sip_settings(config: &Config) -> SipSettings {
         trusted_peers: config.sip.trusted_peers.clone(),
         header_prefix: config.sip.header_prefix.clone(),
         user_agent: config.sip.user_agent.clone(),
+        admit,
     }
 }
 
@@ -254,6 +308,7 @@ fn print_banner(config: &Config, path: Option<&std::path::Path>, http: std::net:
         "idgate {version} ({source})
   SIP   {sip} ({transports})
   HTTP  http://{http}/healthz
+  agent http://{http}/agent {agent}
   store {store}
 
 Place a test call (needs SIPp: apt-get install sip-tester):
@@ -270,5 +325,13 @@ The queue's INVITE carries X-Identity-Status (add -trace_msg to the queue to see
             .collect::<Vec<_>>()
             .join(", "),
         store = config.store.url,
+        agent = if config.agent.token.is_some()
+            || config.agent.token_file.is_some()
+            || config.agent.user.is_some()
+        {
+            "(open it with ?token=... or the configured user)"
+        } else {
+            "(off: set [agent] token or user and password)"
+        },
     );
 }

@@ -9,7 +9,8 @@
 //! | `DELETE /v1/customers/{id}` | 204; 400 not an id; 404 no such customer |
 //! | no token, wrong token, none configured | 401 |
 //!
-//! Errors are `{"error": "..."}`; none holds a personal identity number.
+//! Errors are `{"error": "..."}`; none holds a personal identity number. Adding and deleting
+//! are recorded as admin actions by `api-token` (the customer id, never the number).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -24,7 +25,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::config::Token;
-use crate::store::{CustomerError, CustomerKey, CustomerSummary, Store};
+use crate::store::{AdminAction, CustomerError, CustomerKey, CustomerSummary, Store};
 use crate::verify::directory::parse_customer;
 
 /// A customer body is well under this.
@@ -75,11 +76,23 @@ pub fn router(store: Store, token: Option<Token>) -> Router {
 
 /// Lets the request through only with the configured bearer token.
 async fn require_token(State(api): State<CustomersApi>, request: Request, next: Next) -> Response {
-    let refusal = match (&api.token, bearer(request.headers())) {
+    match refuse_without_token(api.token.as_ref(), request.headers()) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
+}
+
+/// The 401 for a management request without `Authorization: Bearer <http.api_token>` (or with
+/// none configured); `None` lets it through.
+pub(super) fn refuse_without_token(
+    expected: Option<&Token>,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let refusal = match (expected, bearer(headers)) {
         (None, _) => "no-token-configured",
         (Some(_), None) => "missing-token",
         (Some(expected), Some(given)) if !same_secret(expected.expose(), given) => "wrong-token",
-        (Some(_), Some(_)) => return next.run(request).await,
+        (Some(_), Some(_)) => return None,
     };
     tracing::warn!(target: "idgate::security", reason = refusal, "management API request refused");
     let mut response = Refused(StatusCode::UNAUTHORIZED, "unauthorized".to_owned()).into_response();
@@ -87,11 +100,11 @@ async fn require_token(State(api): State<CustomersApi>, request: Request, next: 
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer"),
     );
-    response
+    Some(response)
 }
 
 /// The token in `Authorization: Bearer <token>`.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -99,7 +112,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Compares two secrets in time independent of where they differ or how long they are: both
 /// are hashed, and the digests compared without an early exit.
-fn same_secret(expected: &str, given: &str) -> bool {
+pub(super) fn same_secret(expected: &str, given: &str) -> bool {
     let (a, b) = (Sha256::digest(expected), Sha256::digest(given));
     a.iter()
         .zip(b.iter())
@@ -135,6 +148,8 @@ async fn add(
             CustomerError::Store(e) => internal(e),
             taken => Refused(StatusCode::CONFLICT, taken.to_string()),
         })?;
+    let target = format!("customer {id} ({} number(s))", customer.numbers.len());
+    record(&api.store, "customer-add", target).await;
     let created = CustomerSummary {
         id,
         masked_personal_number: customer.personal_number.masked(),
@@ -152,7 +167,10 @@ async fn remove(
     let id = Uuid::parse_str(&id)
         .map_err(|_| Refused(StatusCode::BAD_REQUEST, "id: not a customer id".to_owned()))?;
     match api.store.remove_customer(&CustomerKey::Id(id)).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(true) => {
+            record(&api.store, "customer-remove", format!("customer {id}")).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
         Ok(false) => Err(Refused(StatusCode::NOT_FOUND, format!("no customer {id}"))),
         Err(e) => Err(internal(e)),
     }
@@ -166,6 +184,15 @@ fn summary_json(c: &CustomerSummary) -> Value {
         "name": c.name.as_ref().map(|n| n.as_str()),
         "numbers": c.numbers.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
     })
+}
+
+/// Records a change made with the API token in the audit trail; a failure is only logged (the
+/// change is made).
+pub(super) async fn record(store: &Store, action: &str, target: String) {
+    let action = AdminAction::now("api-token", action, target);
+    if let Err(e) = store.record_admin_action(&action).await {
+        tracing::warn!(error = %e, action = action.action, "admin action not recorded");
+    }
 }
 
 /// A database failure: logged (store errors hold no personal data), answered 500.

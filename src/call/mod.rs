@@ -2,14 +2,21 @@
 //! out the flow's actions through `sip`, `media`, `verify` and `store`. Decisions belong to
 //! the flow; this module only does what it is told and reports what happened.
 
+mod admission;
+mod audit;
+mod live;
 mod policy;
 mod setup;
 mod task;
 
+pub use admission::{Admission, CallGate, Refusal};
+pub use live::{
+    CallView, ENDED_RETENTION, NewLiveCall, Phase, Registry, ReverifyError, ReverifyView,
+};
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -42,7 +49,7 @@ pub struct Services {
     /// The address written in SDP.
     pub media_ip: IpAddr,
     /// Live calls.
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// The anti push-bombing limits.
     pub limits: crate::store::PushLimits,
     /// Where `POST /v1/app-push/callback` delivers callbacks: the app-push provider's pending
@@ -50,39 +57,10 @@ pub struct Services {
     pub app_push: Option<crate::verify::app_push::Callbacks>,
     /// The customer directory caller numbers are looked up in (`[directory]`).
     pub directory: crate::verify::directory::Directory,
-}
-
-/// The live calls of this instance (read by the `api` module).
-#[derive(Default)]
-pub struct Registry {
-    active: AtomicU64,
-    total: AtomicU64,
-}
-
-impl Registry {
-    /// Calls in progress.
-    pub fn active(&self) -> u64 {
-        self.active.load(Ordering::Relaxed)
-    }
-
-    /// Calls taken since start.
-    pub fn total(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    fn enter(&self) -> ActiveGuard<'_> {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.total.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard(self)
-    }
-}
-
-struct ActiveGuard<'a>(&'a Registry);
-
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// What `/metrics` exports.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Overload limits and draining.
+    pub admission: Arc<Admission>,
 }
 
 /// Takes incoming calls until the SIP layer closes the channel; one task per call.

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::config::Route;
 use crate::identity::CallerId;
 use crate::identity::caller::extract_caller;
+use crate::identity::headers::CallerDisplayName;
 use crate::media::sdp::{self, Negotiated, SdpError};
 use crate::media::{MediaError, MediaStream, PromptSet};
 use crate::sip::{CallerLeg, IncomingCall, LegEvent};
@@ -23,7 +24,13 @@ pub(super) struct Answered {
     pub media: Negotiated,
     pub route: Route,
     pub caller: CallerId,
+    /// The caller's From display name, uncleaned (for the queue leg's display-name tag).
+    pub caller_display_name: Option<CallerDisplayName>,
     pub prompts: Arc<PromptSet>,
+    /// The Request-URI user.
+    pub called: String,
+    /// When the INVITE arrived (as in the call row).
+    pub started_at: SystemTime,
 }
 
 /// Why a call ended before it was answered.
@@ -71,19 +78,29 @@ pub(super) async fn answer(
     id: Uuid,
     mut call: IncomingCall,
 ) -> Option<Answered> {
+    let invited = std::time::Instant::now();
     match try_answer(services, id, &mut call).await {
-        Ok(ready) => Some(Answered {
-            leg: call.leg,
-            stream: ready.stream,
-            media: ready.media,
-            route: ready.route,
-            caller: ready.caller,
-            prompts: ready.prompts,
-        }),
+        Ok(ready) => {
+            services.metrics.answered(invited.elapsed());
+            Some(Answered {
+                leg: call.leg,
+                stream: ready.stream,
+                media: ready.media,
+                route: ready.route,
+                caller: ready.caller,
+                caller_display_name: call.caller_display_name,
+                prompts: ready.prompts,
+                called: call.called.clone().unwrap_or_default(),
+                started_at: ready.started_at,
+            })
+        }
         Err(e) => {
             tracing::info!(reason = %e, status = ?e.status(), "call not answered");
             match e.status() {
-                Some(code) => call.leg.reject(code),
+                Some(code) => {
+                    services.metrics.rejected(code);
+                    call.leg.reject(code);
+                }
                 None => {
                     let at = SystemTime::now();
                     if let Err(e) = services.store.finish_call(id, "abandoned", at).await {
@@ -102,6 +119,7 @@ struct Ready {
     route: Route,
     caller: CallerId,
     prompts: Arc<PromptSet>,
+    started_at: SystemTime,
 }
 
 async fn try_answer(
@@ -135,7 +153,8 @@ async fn try_answer(
         SdpError::NoCommonCodec => SetupError::NoCommonCodec,
         _ => SetupError::BadOffer,
     })?;
-    record_call(services, id, call, &caller, &route).await;
+    let started_at = SystemTime::now();
+    record_call(services, id, call, &caller, &route, started_at).await;
     ring_before_answer(&mut call.leg, route.answer_after).await?;
     call.leg
         .answer(media.sdp.clone().into_bytes())
@@ -150,6 +169,7 @@ async fn try_answer(
         route,
         caller,
         prompts,
+        started_at,
     })
 }
 
@@ -190,6 +210,7 @@ async fn record_call(
     call: &IncomingCall,
     caller: &CallerId,
     route: &Route,
+    started_at: SystemTime,
 ) {
     let row = NewCall {
         id,
@@ -198,7 +219,7 @@ async fn record_call(
         called: call.called.clone().unwrap_or_default(),
         route: Some(route.name.clone()),
         transfer_mode: Some(route.transfer),
-        started_at: SystemTime::now(),
+        started_at,
     };
     if let Err(e) = services.store.insert_call(&row).await {
         tracing::error!(error = %e, "call row not written");

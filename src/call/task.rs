@@ -20,6 +20,8 @@ use crate::store::{PushDecision, PushTarget};
 use crate::verify::{Failure, Subject, Verification, VerifyRequest, VerifyUpdate};
 
 use super::Services;
+use super::audit::VerificationAudit;
+use super::live::{Command, LiveCall, NewLiveCall};
 use super::setup::{self, Answered};
 
 /// How long idgate waits for the final response to its REFER.
@@ -53,12 +55,31 @@ struct Call<'a> {
     queue: Option<Queue>,
     verdict: Option<Verdict>,
     inputs: VecDeque<Input>,
+    /// The call as agents see it.
+    live: LiveCall<'a>,
+    /// Requests from outside (the agent page's "verify again").
+    commands: tokio::sync::mpsc::Receiver<Command>,
+    /// The audit row of the running re-verification.
+    reverification: Option<Uuid>,
+    /// When the caller's ACK came (identification time is counted from here).
+    answered_at: Instant,
+    /// When the verdict was reached (hand-off time is counted from here).
+    decided_at: Option<Instant>,
+    /// When the running eID order started (provider latency).
+    order_started: Option<Instant>,
+    /// The verification steps recorded for the audit trail.
+    audit: VerificationAudit,
 }
 
 /// Runs one call from INVITE to its end.
 pub(super) async fn run(services: &Services, id: Uuid, call: IncomingCall) {
     if !call.spoofed.is_empty() {
+        services.metrics.spoofing_attempt();
         warn!(headers = ?call.spoofed, "identity headers from the caller side removed (spoofing attempt)");
+        let audit = VerificationAudit::new(id);
+        audit
+            .spoofed(&services.store, &call.spoofed, call.source)
+            .await;
     }
     let sip_call_id = call.sip_call_id.clone();
     let Some(answered) = setup::answer(services, id, call).await else {
@@ -66,6 +87,14 @@ pub(super) async fn run(services: &Services, id: Uuid, call: IncomingCall) {
     };
     let policy = super::policy::for_route(&answered.route, services.provider.as_ref());
     let caller = answered.caller.clone();
+    let (live, commands) = services.registry.open(NewLiveCall {
+        id,
+        caller: from_user(&caller),
+        called: answered.called.clone(),
+        route: answered.route.name.clone(),
+        mode: answered.route.transfer.as_str(),
+        started_at: answered.started_at,
+    });
     let mut call = Call {
         services,
         id,
@@ -80,6 +109,13 @@ pub(super) async fn run(services: &Services, id: Uuid, call: IncomingCall) {
         queue: None,
         verdict: None,
         inputs: VecDeque::new(),
+        live,
+        commands,
+        reverification: None,
+        answered_at: Instant::now(),
+        decided_at: None,
+        order_started: None,
+        audit: VerificationAudit::new(id),
     };
     call.answered.stream.start(
         call.answered.media.remote,
@@ -176,6 +212,13 @@ impl Call<'_> {
                 None => pending().await,
             }
         };
+        let commands = &mut self.commands;
+        let command = async {
+            match commands.recv().await {
+                Some(command) => command,
+                None => pending().await,
+            }
+        };
         let leg = &mut self.answered.leg;
         tokio::select! {
             _ = timer => Event::Timer,
@@ -184,6 +227,7 @@ impl Call<'_> {
             update = verification => Event::Verification(update),
             event = queue => Event::Queue(event),
             status = refer => Event::ReferAnswered(status),
+            command = command => Event::Command(command),
         }
     }
 
@@ -201,10 +245,75 @@ impl Call<'_> {
             Event::Verification(update) => Some(self.verification_input(update).await),
             Event::Queue(event) => self.queue_input(event).await,
             Event::ReferAnswered(status) => self.refer_answered(status),
+            Event::Command(command) => {
+                self.command(command).await;
+                None
+            }
         }
     }
 
+    /// A request from outside; the flow decides, the reply says what it decided.
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Reverify {
+                person,
+                requested_by,
+                reply,
+            } => {
+                let result = self.flow.reverify(Instant::now(), person);
+                match &result {
+                    Ok(()) => self.reverify_started(&requested_by).await,
+                    Err(refused) => info!(%refused, requested_by, "verify again refused"),
+                }
+                // The asker may have given up waiting: nothing to do then.
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn reverify_started(&mut self, requested_by: &str) {
+        info!(requested_by, "verify again: a new push to the caller");
+        let at = SystemTime::now();
+        let store = &self.services.store;
+        match store.begin_reverification(self.id, requested_by, at).await {
+            Ok(row) => self.reverification = Some(row),
+            Err(e) => warn!(error = %e, "verify-again request not recorded"),
+        }
+        self.live.reverify_started(at);
+    }
+
+    async fn reverified(&mut self, verdict: Verdict) {
+        info!(
+            status = verdict.status_str(),
+            reason = verdict.reason().map(|r| r.as_str()),
+            "verify again: result"
+        );
+        if verdict.reason() == Some(crate::identity::Reason::NotInCall) {
+            warn!(
+                target: "idgate::security",
+                "verify again: the person said in the app that they are not in a call with us"
+            );
+        }
+        let at = SystemTime::now();
+        if let Some(row) = self.reverification.take()
+            && let Err(e) = self
+                .services
+                .store
+                .finish_reverification(row, &verdict, at)
+                .await
+        {
+            warn!(error = %e, "verify-again result not recorded");
+        }
+        self.services.metrics.reverified(&verdict);
+        let can_reverify = self.flow.can_reverify();
+        self.live
+            .reverified(&verdict, &self.services.headers, can_reverify, at);
+    }
+
     async fn verification_input(&mut self, update: Option<VerifyUpdate>) -> Input {
+        self.audit
+            .update(&self.services.store, update.as_ref())
+            .await;
         let outcome = match &update {
             Some(VerifyUpdate::Pending(_)) => None,
             // The flow may still decide `mismatch`: the provider completed, nothing more.
@@ -214,6 +323,12 @@ impl Call<'_> {
         };
         if let Some(outcome) = outcome {
             self.verification_final = true;
+            if let Some(started) = self.order_started.take() {
+                let method = self.services.provider.method().as_str();
+                self.services
+                    .metrics
+                    .provider_result(method, outcome, started.elapsed());
+            }
             self.end_attempt(outcome).await;
         }
         match update {
@@ -224,6 +339,9 @@ impl Call<'_> {
 
     /// Records how the running push ended, for the anti push-bombing limits.
     async fn end_attempt(&mut self, outcome: &str) {
+        if outcome == "cancelled" {
+            self.audit.cancelled(&self.services.store).await;
+        }
         let Some(attempt) = self.attempt.take() else {
             return;
         };
@@ -287,6 +405,7 @@ enum Event {
     Verification(Option<VerifyUpdate>),
     Queue(Option<LegEvent>),
     ReferAnswered(u16),
+    Command(Command),
 }
 
 fn caller_input(event: Option<LegEvent>) -> Option<Input> {
@@ -327,7 +446,13 @@ impl Call<'_> {
                 if let Some(q) = &self.queue {
                     self.answered.stream.bridge(&q.stream);
                 }
+                self.live
+                    .connected(self.flow.can_reverify(), SystemTime::now());
+                if let Some(decided) = self.decided_at {
+                    self.services.metrics.handed_off(decided.elapsed());
+                }
             }
+            Action::Reverified(verdict) => self.reverified(verdict).await,
             Action::HangUpCaller => self.answered.leg.hang_up().await,
             Action::Done(outcome) => self.finish(outcome).await,
         }
@@ -366,23 +491,33 @@ impl Call<'_> {
             Ok(PushDecision::Allowed(attempt)) => self.attempt = Some(attempt),
             Ok(PushDecision::Refused(refusal)) => {
                 info!(?refusal, "push refused by the anti push-bombing limits");
-                return Some(Input::Verification(VerifyUpdate::Failed(
-                    Failure::RateLimited,
-                )));
+                self.services.metrics.push_refused("rate-limited");
+                let method = self.services.provider.method();
+                let failure = Failure::RateLimited;
+                self.audit.not_sent(store, method, &failure).await;
+                return Some(Input::Verification(VerifyUpdate::Failed(failure)));
             }
             Err(e) => {
                 warn!(error = %e, "push limits could not be checked; no push sent");
+                self.services.metrics.push_refused("limits-unavailable");
                 let failure = Failure::Provider("push limits unavailable".to_owned());
+                let method = self.services.provider.method();
+                self.audit.not_sent(store, method, &failure).await;
                 return Some(Input::Verification(VerifyUpdate::Failed(failure)));
             }
         }
+        self.order_started = Some(Instant::now());
         let request = VerifyRequest {
             call_id: self.id,
             subject,
             language: self.answered.route.language.as_str(),
             intent: self.answered.route.intent.clone(),
         };
-        self.verification = Some(self.services.provider.start(request));
+        let verification = self.services.provider.start(request);
+        let method = self.services.provider.method();
+        let now = SystemTime::now();
+        self.audit.started(method, verification.order_ref(), now);
+        self.verification = Some(verification);
         self.verification_final = false;
         None
     }
@@ -408,6 +543,11 @@ impl Call<'_> {
         {
             warn!(error = %e, "verdict not recorded");
         }
+        self.live.decided(&verdict, &self.services.headers, at);
+        self.decided_at = Some(Instant::now());
+        self.services
+            .metrics
+            .decided(&verdict, self.answered_at.elapsed());
         self.verdict = Some(verdict);
     }
 
@@ -452,7 +592,20 @@ impl Call<'_> {
     /// Sends the REFER as a task of its own: the loop goes on handling the caller's events
     /// until its final response arrives (`Event::ReferAnswered`).
     fn refer(&mut self, uri: &str, headers: &[(String, String)]) -> Option<Input> {
-        let embedded = encode_uri_headers(headers);
+        let prefix = &self.services.headers.prefix;
+        let choice = self.answered.route.refer_to_headers;
+        let in_uri: Vec<(String, String)> = headers
+            .iter()
+            .filter(
+                |(name, _)| match crate::identity::headers::strip_prefix(name, prefix) {
+                    Some(suffix) => choice.embeds(suffix),
+                    // Headers outside the prefix (User-to-User) go where the short form goes.
+                    None => choice == crate::config::ReferToHeaders::All,
+                },
+            )
+            .cloned()
+            .collect();
+        let embedded = encode_uri_headers(&in_uri);
         let referred_by = format!("sip:idgate@{}", self.services.sip.local_addr());
         let refer = self
             .answered
@@ -493,10 +646,21 @@ impl Call<'_> {
             media.codec,
             media.dtmf_pt,
         );
+        // With `identity.display_tag` off the queue leg keeps no display name, as before: the
+        // caller's own name passed through untagged would show a forged "✔ Verified" with
+        // nothing next to it to contradict it, and the PBX still shows the number (From user).
+        let from_display = self.services.headers.display_tags.as_ref().map(|tags| {
+            crate::identity::headers::queue_display_name(
+                self.verdict.as_ref(),
+                &self.answered.caller,
+                self.answered.caller_display_name.as_ref(),
+                tags,
+            )
+        });
         let call = OutboundCall {
             target,
             from_user: from_user(&self.answered.caller),
-            from_display: None,
+            from_display,
             headers,
             offer: offer.into_bytes(),
         };
@@ -524,6 +688,13 @@ impl Call<'_> {
             Outcome::QueueUnavailable => "queue-unavailable",
         };
         info!(outcome, "call ended");
+        self.live.ended(outcome, SystemTime::now());
+        self.services.metrics.ended(outcome);
+        if outcome == "referred"
+            && let Some(decided) = self.decided_at
+        {
+            self.services.metrics.handed_off(decided.elapsed());
+        }
         if let Err(e) = self
             .services
             .store
@@ -555,6 +726,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::CancelQueueLeg => "cancel-queue-leg",
         Action::Bridge => "bridge",
         Action::HangUpCaller => "hang-up-caller",
+        Action::Reverified(_) => "reverified",
         Action::Done(_) => "done",
     }
 }

@@ -2,11 +2,14 @@
 //! route files (`dialplans/*.toml`). Unknown keys are errors everywhere, an empty file is a valid
 //! config, and every error names the file and the key. `docs/config.md` is the reference.
 
+mod admission;
+mod agent;
 mod check;
 mod dialplan;
 mod directory;
 mod error;
 mod limits;
+mod log;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -18,11 +21,14 @@ use serde::Deserialize;
 /// Re-exported: `identity.subject` is the headers module's own setting.
 pub use crate::identity::headers::SubjectMode;
 
+pub use admission::AdmissionConfig;
+pub use agent::{AgentConfig, AgentCredentials, SecretFileError};
 pub use check::{CheckReport, RouteSummary, check};
-pub use dialplan::{CalledMatch, Dialplan, Language, Route, SipUri, Transfer};
+pub use dialplan::{CalledMatch, Dialplan, Language, ReferToHeaders, Route, SipUri, Transfer};
 pub use directory::{DirectoryConfig, DirectoryKind, NUMBER_PLACEHOLDER, Token};
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
+pub use log::{LogConfig, LogFormat};
 pub use sections::{
     DialplanConfig, HttpConfig, IdentityConfig, MediaSettings, ProviderConfig, ProviderKind,
     SipConfig, StoreConfig, Transport,
@@ -57,6 +63,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[directory]`: where caller numbers are looked up.
     pub directory: DirectoryConfig,
+    /// `[agent]`: the screen-pop page's credentials.
+    pub agent: AgentConfig,
+    /// `[admission]`: overload limits and draining.
+    pub admission: AdmissionConfig,
+    /// `[log]`: format and level.
+    pub log: LogConfig,
 }
 
 impl Config {
@@ -103,8 +115,12 @@ impl Config {
         self.store.validate()?;
         self.identity.validate()?;
         self.limits.validate()?;
+        self.store.covers(&self.limits)?;
         self.http.validate()?;
         self.directory.validate()?;
+        self.agent.validate()?;
+        self.admission.validate()?;
+        self.log.validate()?;
         Ok(())
     }
 }

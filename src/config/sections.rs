@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 use super::error::Problem;
-use crate::identity::headers::SubjectMode;
+use crate::identity::headers::{DisplayTags, HeaderOptions, SubjectMode};
 
 /// `[sip]`: the SIP endpoint that trunks and PBXs send INVITEs to.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -239,27 +239,71 @@ pub struct StoreConfig {
     /// plain TCP, no TLS in this version) for several instances sharing one database.
     /// Default `"sqlite://idgate.db"`.
     pub url: String,
+    /// Days the personal data of a call is kept (caller number, Call-ID, BankID's completion
+    /// data, push attempts' caller and person, order references, source addresses); after
+    /// that `serve` removes it (hourly) and keeps the rest as aggregate data. `0` keeps it
+    /// until erased (`idgate privacy erase`). At most 36500, and at least as long as the push
+    /// limits look back (`[limits]` window, cooldown, order lifetime). Default `90`.
+    pub retention_days: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://idgate.db".to_owned(),
+            retention_days: 90,
         }
     }
 }
 
+/// The longest `store.retention_days` accepted (100 years).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 impl StoreConfig {
-    /// SQLite or PostgreSQL.
+    /// SQLite or PostgreSQL; a retention period of at most [`MAX_RETENTION_DAYS`].
     pub(crate) fn validate(&self) -> Result<(), Problem> {
         let schemes = ["sqlite:", "postgres://", "postgresql://"];
-        if schemes.iter().any(|s| self.url.starts_with(s)) {
-            Ok(())
-        } else {
+        if !schemes.iter().any(|s| self.url.starts_with(s)) {
             let problem = "must be a sqlite: or postgres:// URL \
                            (e.g. \"sqlite://idgate.db\", \"postgres://idgate@db-host/idgate\")";
-            Err(Problem::new("store.url", problem))
+            return Err(Problem::new("store.url", problem));
         }
+        if self.retention_days > MAX_RETENTION_DAYS {
+            let problem = format!(
+                "{} is more than {MAX_RETENTION_DAYS} days (use 0 to keep personal data until \
+                 erased)",
+                self.retention_days
+            );
+            return Err(Problem::new("store.retention_days", problem));
+        }
+        Ok(())
+    }
+
+    /// How long personal data is kept; `None` for `retention_days = 0` (until erased).
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        (self.retention_days > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(self.retention_days) * 86_400))
+    }
+
+    /// The retention period must cover what the push limits look back at, or a purge would
+    /// weaken them (they count recent attempts by caller number and person).
+    pub(crate) fn covers(&self, limits: &super::limits::LimitsConfig) -> Result<(), Problem> {
+        let Some(keep) = self.retention() else {
+            return Ok(());
+        };
+        let needed = limits
+            .window_secs
+            .max(limits.cooldown_secs)
+            .max(limits.order_lifetime_secs);
+        if keep.as_secs() >= needed {
+            return Ok(());
+        }
+        let problem = format!(
+            "{} day(s) is shorter than the push limits look back ({needed} s, from \
+             limits.window_secs, cooldown_secs and order_lifetime_secs)",
+            self.retention_days
+        );
+        Err(Problem::new("store.retention_days", problem))
     }
 }
 
@@ -285,10 +329,25 @@ pub struct IdentityConfig {
     pub previous_public_keys: Vec<crate::identity::token::PreviousPublicKey>,
     /// Seconds a token is valid after it is issued, 60 to 86400. Default 600.
     pub token_lifetime_secs: u64,
+    /// Whether the queue leg also carries RFC 7433 `User-to-User` (ISDN UUI package, hex) with
+    /// `verified;call=<id>` or `unverified;reason=<reason>;call=<id>`, for platforms that pass
+    /// UUI but not X- headers (Genesys Cloud `Call.UUIData`). B2BUA INVITE and REFER (header
+    /// and Refer-To URI). Default `false`.
+    pub user_to_user: bool,
+    /// Whether the From display name on the B2BUA queue leg is `tag_verified` or
+    /// `tag_unverified` followed by the caller's cleaned display name (or number). A
+    /// convenience for softphones that show nothing else, trustworthy only where the PBX strips
+    /// caller-supplied display names. Off: no display name at all. Default `false`.
+    pub display_tag: bool,
+    /// The tag for verified callers: 1 to 8 characters, no control characters. Default `"✔ "`.
+    pub tag_verified: String,
+    /// The tag for everyone else, same rules, different from `tag_verified`. Default `"✖ "`.
+    pub tag_unverified: String,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
+        let tags = DisplayTags::default();
         Self {
             subject: SubjectMode::Masked,
             include_name: false,
@@ -296,12 +355,33 @@ impl Default for IdentityConfig {
             signing_key_file: None,
             previous_public_keys: Vec::new(),
             token_lifetime_secs: crate::identity::token::DEFAULT_LIFETIME_SECS,
+            user_to_user: false,
+            display_tag: false,
+            tag_verified: tags.verified,
+            tag_unverified: tags.unverified,
         }
     }
 }
 
+/// Most characters in `identity.tag_verified` / `identity.tag_unverified`.
+const MAX_TAG_CHARS: usize = 8;
+
 impl IdentityConfig {
-    /// The issuer must be usable as a JWT `iss`.
+    /// How the identity headers are written: these settings and `[sip] header_prefix`.
+    pub fn header_options(&self, prefix: &str) -> HeaderOptions {
+        HeaderOptions {
+            prefix: prefix.to_owned(),
+            subject: self.subject,
+            include_name: self.include_name,
+            user_to_user: self.user_to_user,
+            display_tags: self.display_tag.then(|| DisplayTags {
+                verified: self.tag_verified.clone(),
+                unverified: self.tag_unverified.clone(),
+            }),
+        }
+    }
+
+    /// The issuer must be usable as a JWT `iss`; the tags must fit a display name.
     pub(crate) fn validate(&self) -> Result<(), Problem> {
         if self.issuer.trim().is_empty() || self.issuer.chars().any(char::is_control) {
             let problem = "must be non-empty, without control characters";
@@ -322,8 +402,27 @@ impl IdentityConfig {
                 return Err(Problem::new(key, problem));
             }
         }
+        validate_tag("identity.tag_verified", &self.tag_verified)?;
+        validate_tag("identity.tag_unverified", &self.tag_unverified)?;
+        if self.tag_verified == self.tag_unverified {
+            let problem = "must differ from identity.tag_verified";
+            return Err(Problem::new("identity.tag_unverified", problem));
+        }
         Ok(())
     }
+}
+
+/// A display-name tag: visible (not only spaces), at most [`MAX_TAG_CHARS`] characters, no
+/// control characters (they would break the From header).
+fn validate_tag(key: &str, tag: &str) -> Result<(), Problem> {
+    if tag.trim().is_empty() || tag.chars().count() > MAX_TAG_CHARS {
+        let problem = "must be 1 to 8 characters, not only spaces (e.g. \"✔ \")";
+        return Err(Problem::new(key, problem));
+    }
+    if tag.chars().any(char::is_control) {
+        return Err(Problem::new(key, "must not contain control characters"));
+    }
+    Ok(())
 }
 
 /// `[provider]`: the eID provider that verifies callers.

@@ -374,3 +374,130 @@ fn a_route_intent_must_fit_bankid() {
     let routes = Dialplan::parse_file("dialplans/10-acme.toml", ok).unwrap();
     assert_eq!(routes[0].intent.as_deref(), Some("Du ringde Acme."));
 }
+
+#[test]
+fn user_to_user_and_display_tags_are_off_by_default_and_map_to_header_options() {
+    let defaults = Config::default().identity;
+    assert!(!defaults.user_to_user && !defaults.display_tag);
+    assert_eq!(
+        (
+            defaults.tag_verified.as_str(),
+            defaults.tag_unverified.as_str()
+        ),
+        ("✔ ", "✖ ")
+    );
+    let off = defaults.header_options("X-Id-");
+    assert_eq!(
+        (off.prefix.as_str(), off.user_to_user, off.display_tags),
+        ("X-Id-", false, None)
+    );
+
+    let text = "[identity]\nuser_to_user = true\ndisplay_tag = true\n\
+                tag_verified = \"[VERIFY]\"\ntag_unverified = \"?? \"\n";
+    let on = Config::parse("c", text)
+        .unwrap()
+        .identity
+        .header_options("X-Identity-");
+    assert!(on.user_to_user);
+    let tags = on.display_tags.expect("tags when display_tag is on");
+    assert_eq!(
+        (tags.verified.as_str(), tags.unverified.as_str()),
+        ("[VERIFY]", "?? ")
+    );
+}
+
+#[test]
+fn display_tags_are_validated_with_their_key() {
+    let cases = [
+        (
+            "tag_verified = \"\"",
+            "identity.tag_verified: must be 1 to 8 characters",
+        ),
+        (
+            "tag_verified = \"   \"",
+            "identity.tag_verified: must be 1 to 8 characters",
+        ),
+        (
+            "tag_unverified = \"UNVERIFIED \"",
+            "identity.tag_unverified: must be 1 to 8",
+        ),
+        (
+            "tag_verified = \"ok\\r\\n\"",
+            "identity.tag_verified: must not contain control",
+        ),
+        (
+            "tag_unverified = \"\\u001b[31m\"",
+            "identity.tag_unverified: must not contain control",
+        ),
+        (
+            "tag_unverified = \"✔ \"",
+            "identity.tag_unverified: must differ",
+        ),
+    ];
+    for (line, expected) in cases {
+        let e = err(&format!("[identity]\n{line}\n"));
+        assert!(e.contains(expected), "{line}: {e}");
+        assert!(e.starts_with("idgate.toml: "), "{e}");
+    }
+    let eight = "[identity]\ntag_verified = \"✔✔✔✔✔✔✔✔\"\n";
+    assert!(Config::parse("c", eight).is_ok(), "8 characters, 24 bytes");
+}
+
+#[test]
+fn retention_days_are_validated_with_their_key() {
+    assert_eq!(Config::default().store.retention_days, 90);
+    let days = |n: u32| Config::parse("idgate.toml", &format!("[store]\nretention_days = {n}\n"));
+    assert_eq!(days(0).unwrap().store.retention(), None);
+    let keep = days(1).unwrap().store.retention();
+    assert_eq!(keep, Some(std::time::Duration::from_secs(86_400)));
+    let e = days(36_501).unwrap_err().to_string();
+    assert!(
+        e.contains("store.retention_days: 36501 is more than 36500"),
+        "{e}"
+    );
+    let short = "[store]\nretention_days = 1\n[limits]\nwindow_secs = 172800\n";
+    let e = err(short);
+    assert!(
+        e.contains("store.retention_days: 1 day(s) is shorter"),
+        "{e}"
+    );
+    assert!(e.contains("limits.window_secs"), "{e}");
+}
+
+#[test]
+fn refer_to_headers_is_a_route_choice() {
+    use crate::config::ReferToHeaders;
+    let route = |extra: &str| {
+        format!(
+            "[[route]]\nname = \"r\"\nmatch = \"*\"\ntransfer = \"refer\"\n{extra}target = \"sip:q@pbx\"\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, expected) in [
+        ("", ReferToHeaders::All),
+        ("refer_to_headers = \"short\"\n", ReferToHeaders::Short),
+    ] {
+        std::fs::write(dir.path().join("10.toml"), route(extra)).unwrap();
+        let config = crate::config::DialplanConfig {
+            dir: Some(dir.path().to_path_buf()),
+        };
+        let plan = crate::config::Dialplan::load(&config).unwrap();
+        let r = plan.route_for("5000").unwrap();
+        assert_eq!(r.refer_to_headers, expected);
+    }
+    std::fs::write(
+        dir.path().join("10.toml"),
+        route("refer_to_headers = \"long\"\n"),
+    )
+    .unwrap();
+    let config = crate::config::DialplanConfig {
+        dir: Some(dir.path().to_path_buf()),
+    };
+    let e = crate::config::Dialplan::load(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("refer_to_headers"), "{e}");
+    assert!(ReferToHeaders::Short.embeds("status") && ReferToHeaders::Short.embeds("Call"));
+    assert!(!ReferToHeaders::Short.embeds("Token") && !ReferToHeaders::Short.embeds("Subject"));
+    assert!(ReferToHeaders::All.embeds("Token"));
+}

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -50,12 +51,26 @@ pub enum MediaError {
     Io(#[from] std::io::Error),
 }
 
+/// What the media path did since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct MediaCounters {
+    /// RTP packets handed to the kernel (prompts, hold music, relay).
+    pub packets_sent: AtomicU64,
+    /// RTP packets dropped because the socket buffer was full or the send failed.
+    pub packets_not_sent: AtomicU64,
+    /// RTP datagrams received.
+    pub packets_received: AtomicU64,
+    /// Streams open now.
+    pub streams: AtomicU64,
+}
+
 /// The shared media engine. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct MediaEngine {
     config: Arc<MediaConfig>,
     ports: Arc<Mutex<PortPool>>,
     commands: mpsc::UnboundedSender<Command>,
+    counters: Arc<MediaCounters>,
 }
 
 impl MediaEngine {
@@ -68,7 +83,13 @@ impl MediaEngine {
             ports: Arc::new(Mutex::new(PortPool::new(config.port_min, config.port_max))),
             config: Arc::new(config),
             commands,
+            counters: Arc::default(),
         }
+    }
+
+    /// The engine's packet and stream counts.
+    pub fn counters(&self) -> Arc<MediaCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// Binds a socket on a free even port in the range and starts receiving on it.
@@ -82,6 +103,7 @@ impl MediaEngine {
             lease,
             prompts,
             self.commands.clone(),
+            Arc::clone(&self.counters),
         ))
     }
 

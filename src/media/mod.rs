@@ -67,7 +67,7 @@ pub mod stream;
 #[cfg(test)]
 mod engine_tests;
 
-pub use engine::{MediaConfig, MediaEngine, MediaError};
+pub use engine::{MediaConfig, MediaCounters, MediaEngine, MediaError};
 pub use g711::Codec;
 pub use prompts::{PromptError, PromptSet};
 pub use sdp::{Negotiated, RemoteMedia, SdpError};

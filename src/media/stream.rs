@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::PromptId;
 use super::dtmf::DtmfDetector;
-use super::engine::{Command, Control, PortLease, lock};
+use super::engine::{Command, Control, MediaCounters, PortLease, lock};
 use super::g711::Codec;
 use super::prompts::PromptSet;
 use super::rtp::{self, RtpPacket};
@@ -53,8 +53,15 @@ pub(crate) struct StreamShared {
     peer: Mutex<Weak<StreamShared>>,
     dtmf_pt: AtomicU16,
     events: mpsc::Sender<MediaEvent>,
+    counters: Arc<MediaCounters>,
     // Declared after `socket`: the port returns to the pool only once the socket is closed.
     _lease: PortLease,
+}
+
+impl Drop for StreamShared {
+    fn drop(&mut self) {
+        self.counters.streams.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The far end: from signalling (SDP), and from the first packet received (symmetric RTP).
@@ -79,9 +86,15 @@ impl StreamShared {
     /// Sends one packet to the remote without waiting; drops it if the socket buffer is full.
     pub(crate) fn send_to_remote(&self, packet: &[u8]) {
         let Some(remote) = self.remote() else { return };
-        if let Err(e) = self.socket.try_send_to(packet, remote) {
-            tracing::trace!(stream = self.id, error = %e, "RTP packet not sent");
-        }
+        match self.socket.try_send_to(packet, remote) {
+            Ok(_) => self.counters.packets_sent.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::trace!(stream = self.id, error = %e, "RTP packet not sent");
+                self.counters
+                    .packets_not_sent
+                    .fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
 
     /// Queues an event for the call task, never waiting.
@@ -136,6 +149,10 @@ async fn receive(shared: Arc<StreamShared>) {
                 continue;
             }
         };
+        shared
+            .counters
+            .packets_received
+            .fetch_add(1, Ordering::Relaxed);
         let datagram = &buf[..len];
         let Ok(packet) = rtp::parse(datagram) else {
             continue;
@@ -166,8 +183,10 @@ impl MediaStream {
         lease: PortLease,
         prompts: Arc<PromptSet>,
         commands: mpsc::UnboundedSender<Command>,
+        counters: Arc<MediaCounters>,
     ) -> Self {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        counters.streams.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(StreamShared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             socket,
@@ -175,6 +194,7 @@ impl MediaStream {
             peer: Mutex::new(Weak::new()),
             dtmf_pt: AtomicU16::new(NO_DTMF),
             events: events_tx,
+            counters,
             _lease: lease,
         });
         let receiver = tokio::spawn(receive(Arc::clone(&shared)));

@@ -66,6 +66,27 @@ impl Idgate {
         sip_extra: &str,
         sections: &str,
     ) -> Idgate {
+        Idgate::launch(http_port, routes, simulator, sip_extra, "", sections)
+    }
+
+    /// As `start_full`, with extra lines for the `[http]` section (`api_token = "..."`).
+    pub fn start_with_http(
+        routes: &str,
+        simulator: &str,
+        http_extra: &str,
+        sections: &str,
+    ) -> Idgate {
+        Idgate::launch(free_port(), routes, simulator, "", http_extra, sections)
+    }
+
+    fn launch(
+        http_port: u16,
+        routes: &str,
+        simulator: &str,
+        sip_extra: &str,
+        http_extra: &str,
+        sections: &str,
+    ) -> Idgate {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
         let (rtp_min, rtp_max) = rtp_range();
@@ -75,7 +96,7 @@ impl Idgate {
         let db = dir.path().join("idgate.db");
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_extra}\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\
              [media]\nrtp_port_min = {rtp_min}\nrtp_port_max = {rtp_max}\n\
              [store]\nurl = \"sqlite://{db}\"\n\
              [dialplan]\ndir = \"{dialplans}\"\n\
@@ -130,6 +151,76 @@ impl Idgate {
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         Some(out)
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, ...) to the process, with the `kill` program.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill (procps)");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits (bounded) for the process to exit by itself; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends an OPTIONS over UDP from a fresh socket; the response's text.
+    pub fn options(&self) -> String {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let port = socket.local_addr().expect("addr").port();
+        let options = format!(
+            "OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKopt{port};rport\r\n\
+             From: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: options-{port}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        socket
+            .send_to(options.as_bytes(), self.sip_addr())
+            .expect("send");
+        let mut buf = [0u8; 4096];
+        let (n, _) = socket.recv_from(&mut buf).expect("an answer to OPTIONS");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// An HTTP/1.1 request on the API with extra header lines; the status and the body.
+    pub fn http(&self, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut text = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.http_port,
+            body.len()
+        );
+        for h in headers {
+            text.push_str(h);
+            text.push_str("\r\n");
+        }
+        text.push_str("\r\n");
+        text.push_str(body);
+        s.write_all(text.as_bytes()).expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        let status = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+        (status, body)
     }
 
     /// idgate's log so far.

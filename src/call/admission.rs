@@ -1,0 +1,253 @@
+//! Whether this instance takes a new call: overload limits (calls at once, new calls per
+//! second) and draining. Checked for every INVITE before anything is answered; a refusal is a
+//! 503 with `Retry-After`. Time is a parameter, so the limits are tested without a clock.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::AdmissionConfig;
+
+/// Why a new call is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The instance is draining.
+    #[error("draining")]
+    Draining,
+    /// `admission.max_calls` calls are in progress.
+    #[error("too many calls in progress")]
+    TooManyCalls,
+    /// More than `admission.max_calls_per_second` new calls.
+    #[error("too many new calls per second")]
+    TooFast,
+}
+
+impl Refusal {
+    /// A token for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Draining => "draining",
+            Refusal::TooManyCalls => "max-calls",
+            Refusal::TooFast => "max-calls-per-second",
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `rate` stored.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+/// The admission state of this instance, shared by the SIP intake and the API.
+#[derive(Debug)]
+pub struct Admission {
+    max_calls: u64,
+    rate: u32,
+    retry_after: u32,
+    draining: AtomicBool,
+    drain_started: tokio::sync::Notify,
+    bucket: Mutex<Bucket>,
+}
+
+impl Admission {
+    /// The limits of `[admission]`.
+    pub fn new(config: &AdmissionConfig) -> Self {
+        Self {
+            max_calls: config.max_calls,
+            rate: config.max_calls_per_second,
+            retry_after: config.retry_after_secs,
+            draining: AtomicBool::new(false),
+            drain_started: tokio::sync::Notify::new(),
+            bucket: Mutex::new(Bucket {
+                tokens: f64::from(config.max_calls_per_second),
+                at: None,
+            }),
+        }
+    }
+
+    /// Takes a new call when `active` calls are in progress at `now`, or says why not. A call
+    /// refused for its rate does not use up a token.
+    pub fn admit(&self, active: u64, now: Instant) -> Result<(), Refusal> {
+        if self.is_draining() {
+            return Err(Refusal::Draining);
+        }
+        if self.max_calls > 0 && active >= self.max_calls {
+            return Err(Refusal::TooManyCalls);
+        }
+        if self.rate == 0 {
+            return Ok(());
+        }
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let rate = f64::from(self.rate);
+        let elapsed = bucket
+            .at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        bucket.tokens = (bucket.tokens + elapsed.as_secs_f64() * rate).min(rate);
+        bucket.at = Some(now);
+        if bucket.tokens < 1.0 {
+            return Err(Refusal::TooFast);
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Whether a load balancer should send new calls here (`/readyz`, OPTIONS).
+    pub fn ready(&self, active: u64) -> Result<(), Refusal> {
+        if self.is_draining() {
+            return Err(Refusal::Draining);
+        }
+        if self.max_calls > 0 && active >= self.max_calls {
+            return Err(Refusal::TooManyCalls);
+        }
+        Ok(())
+    }
+
+    /// Starts draining; `true` the first time.
+    pub fn drain(&self) -> bool {
+        let first = !self.draining.swap(true, Ordering::SeqCst);
+        if first {
+            self.drain_started.notify_waiters();
+        }
+        first
+    }
+
+    /// Whether draining has started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Waits until draining starts (at once if it has).
+    pub async fn drain_started(&self) {
+        let notified = self.drain_started.notified();
+        if self.is_draining() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// The `Retry-After` seconds for a 503.
+    pub fn retry_after(&self) -> u32 {
+        self.retry_after
+    }
+}
+
+/// The SIP layer's view of admission: the limits, the live-call count, and a metric and a log
+/// line per refusal.
+#[derive(Debug)]
+pub struct CallGate {
+    admission: Arc<Admission>,
+    registry: Arc<super::Registry>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl CallGate {
+    /// The gate over these parts (shared with `Services`).
+    pub fn new(
+        admission: Arc<Admission>,
+        registry: Arc<super::Registry>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Self {
+            admission,
+            registry,
+            metrics,
+        }
+    }
+}
+
+impl crate::sip::Admit for CallGate {
+    fn admit_call(&self) -> Result<(), u32> {
+        let active = self.registry.active();
+        self.admission
+            .admit(active, Instant::now())
+            .map_err(|refusal| {
+                tracing::info!(why = refusal.as_str(), active, "INVITE refused with 503");
+                self.metrics.rejected(503);
+                self.admission.retry_after()
+            })
+    }
+
+    fn accepting(&self) -> Result<(), u32> {
+        self.admission
+            .ready(self.registry.active())
+            .map_err(|_| self.admission.retry_after())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(max_calls: u64, rate: u32) -> Admission {
+        Admission::new(&AdmissionConfig {
+            max_calls,
+            max_calls_per_second: rate,
+            ..AdmissionConfig::default()
+        })
+    }
+
+    fn ms(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn calls_at_once_are_capped() {
+        let a = admission(2, 0);
+        let t0 = Instant::now();
+        assert_eq!(a.admit(0, t0), Ok(()));
+        assert_eq!(a.admit(1, t0), Ok(()));
+        assert_eq!(a.admit(2, t0), Err(Refusal::TooManyCalls));
+        assert_eq!(a.ready(2), Err(Refusal::TooManyCalls));
+        assert_eq!(a.ready(1), Ok(()));
+        let unlimited = admission(0, 0);
+        assert_eq!(unlimited.admit(1_000_000, t0), Ok(()));
+    }
+
+    #[test]
+    fn the_rate_is_a_bucket_refilled_per_second() {
+        let a = admission(0, 10);
+        let t0 = Instant::now();
+        let burst = (0..15).filter(|_| a.admit(0, t0).is_ok()).count();
+        assert_eq!(burst, 10, "a full bucket, then refusals");
+        assert_eq!(
+            a.admit(0, ms(t0, 50)),
+            Err(Refusal::TooFast),
+            "half a token"
+        );
+        assert_eq!(a.admit(0, ms(t0, 100)), Ok(()), "one token after 100 ms");
+        let later = (0..20)
+            .filter(|_| a.admit(0, ms(t0, 10_000)).is_ok())
+            .count();
+        assert_eq!(later, 10, "the bucket never holds more than one second");
+    }
+
+    #[test]
+    fn draining_refuses_everything_new() {
+        let a = admission(0, 0);
+        assert!(!a.is_draining());
+        assert!(a.drain());
+        assert!(!a.drain(), "only the first call starts it");
+        assert_eq!(a.admit(0, Instant::now()), Err(Refusal::Draining));
+        assert_eq!(a.ready(0), Err(Refusal::Draining));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_drain() {
+        let a = std::sync::Arc::new(admission(0, 0));
+        let waiter = tokio::spawn({
+            let a = a.clone();
+            async move { a.drain_started().await }
+        });
+        tokio::task::yield_now().await;
+        a.drain();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("task");
+        tokio::time::timeout(Duration::from_secs(5), a.drain_started())
+            .await
+            .expect("at once once draining");
+    }
+}
