@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::{Idgate, Sipp, assert_ok, header};
+use support::{Idgate, Sipp, assert_ok, eventually, header};
 
 const API_TOKEN: &str = "ops-token-0123456789";
 
@@ -39,19 +39,6 @@ fn caller(idgate: &Idgate, number: &str, hold_ms: u32) -> Sipp {
 fn get_json(idgate: &Idgate, path: &str) -> (u16, Value) {
     let (status, body) = idgate.http("GET", path, &[&bearer()], "");
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-/// Polls until `check` holds (bounded).
-fn eventually(what: &str, idgate: &Idgate, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "never: {what}\n--- idgate log ---\n{}",
-            idgate.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -5,10 +5,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
-use support::{Idgate, Sipp, assert_ok, header};
+use support::{Idgate, Sipp, assert_ok, eventually, header};
 
 const API_TOKEN: &str = "pii-api-token-0123456789";
 const AGENT_TOKEN: &str = "pii-agent-token-0123456789";
@@ -32,18 +30,6 @@ fn forms(digits: &str) -> Vec<String> {
         format!("{date}-{last}"),
         format!("{}-{last}", &date[2..]),
     ]
-}
-
-fn eventually(what: &str, idgate: &Idgate, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "never: {what}\n--- idgate log ---\n{}",
-            idgate.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

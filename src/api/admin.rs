@@ -227,19 +227,7 @@ async fn one_call(State(api): State<AdminApi>, Path(id): Path<String>) -> Respon
         };
     };
     let mut body = call_json(&row);
-    body["reverifications"] = reverifications
-        .iter()
-        .map(|r| {
-            json!({
-                "requested_by": r.requested_by,
-                "requested_at": rfc3339_millis(r.requested_at),
-                "completed_at": r.completed_at.map(rfc3339_millis),
-                "status": r.status,
-                "reason": r.reason,
-                "method": r.method,
-            })
-        })
-        .collect();
+    body["reverifications"] = reverifications.iter().map(|r| r.to_json()).collect();
     body["live"] = serde_json::to_value(live).unwrap_or(Value::Null);
     Json(body).into_response()
 }

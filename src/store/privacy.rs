@@ -216,19 +216,7 @@ impl Store {
                     })
                 })
                 .collect(),
-            reverifications: reverifications
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "requested_by": r.requested_by,
-                        "requested_at": rfc3339_millis(r.requested_at),
-                        "completed_at": r.completed_at.map(rfc3339_millis),
-                        "status": r.status,
-                        "reason": r.reason,
-                        "method": r.method,
-                    })
-                })
-                .collect(),
+            reverifications: reverifications.iter().map(|r| r.to_json()).collect(),
         })
     }
 }

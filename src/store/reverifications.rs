@@ -28,6 +28,21 @@ pub struct ReverificationRow {
     pub method: Option<String>,
 }
 
+impl ReverificationRow {
+    /// As the API and GDPR exports show it (RFC 3339 times).
+    pub fn to_json(&self) -> serde_json::Value {
+        use crate::timefmt::rfc3339_millis;
+        serde_json::json!({
+            "requested_by": self.requested_by,
+            "requested_at": rfc3339_millis(self.requested_at),
+            "completed_at": self.completed_at.map(rfc3339_millis),
+            "status": self.status,
+            "reason": self.reason,
+            "method": self.method,
+        })
+    }
+}
+
 impl Store {
     /// Records that `requested_by` asked to verify the caller of `call_id` again; returns the
     /// row's id for [`Store::finish_reverification`].

@@ -391,6 +391,19 @@ pub fn add_customer(idgate: &Idgate, personal_number: &str, number: &str) {
     });
 }
 
+/// Polls `check` until it holds (bounded: 20 s), failing with idgate's log if it never does.
+pub fn eventually(what: &str, idgate: &Idgate, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "never: {what}\n--- idgate log ---\n{}",
+            idgate.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits (bounded) until idgate's log holds `needle` on a finished line; returns the log.
 pub fn wait_for_log(idgate: &Idgate, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
