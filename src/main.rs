@@ -154,6 +154,7 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         admission.clone(),
         registry.clone(),
         metrics.clone(),
+        store.clone(),
     ));
     let (sip, calls) = SipStack::start(sip_settings(&config, gate), cancel.clone()).await?;
     let services = Arc::new(Services {

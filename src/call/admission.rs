@@ -2,6 +2,8 @@
 //! second) and draining. Checked for every INVITE before anything is answered; a refusal is a
 //! 503 with `Retry-After`. Time is a parameter, so the limits are tested without a clock.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -134,13 +136,22 @@ impl Admission {
 }
 
 /// The SIP layer's view of admission: the limits, the live-call count, and a metric and a log
-/// line per refusal.
+/// line per refusal; refused untrusted sources go to the audit trail.
 #[derive(Debug)]
 pub struct CallGate {
     admission: Arc<Admission>,
     registry: Arc<super::Registry>,
     metrics: Arc<crate::metrics::Metrics>,
+    store: crate::store::Store,
+    /// When each untrusted source was last recorded: a scanner's flood is one row a minute per
+    /// source, not one per INVITE.
+    untrusted_seen: Mutex<HashMap<IpAddr, Instant>>,
 }
+
+/// At most one `untrusted-source` event per source within this.
+const UNTRUSTED_EVERY: Duration = Duration::from_secs(60);
+/// Sources remembered for that; beyond it the memory is cleared (a bound, not an LRU).
+const UNTRUSTED_SOURCES: usize = 4096;
 
 impl CallGate {
     /// The gate over these parts (shared with `Services`).
@@ -148,11 +159,32 @@ impl CallGate {
         admission: Arc<Admission>,
         registry: Arc<super::Registry>,
         metrics: Arc<crate::metrics::Metrics>,
+        store: crate::store::Store,
     ) -> Self {
         Self {
             admission,
             registry,
             metrics,
+            store,
+            untrusted_seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a refusal of `source` at `now` is recorded (first time, or a minute later).
+    fn record_untrusted(&self, source: IpAddr, now: Instant) -> bool {
+        let mut seen = self
+            .untrusted_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= UNTRUSTED_SOURCES {
+            seen.clear();
+        }
+        match seen.get(&source) {
+            Some(at) if now.saturating_duration_since(*at) < UNTRUSTED_EVERY => false,
+            _ => {
+                seen.insert(source, now);
+                true
+            }
         }
     }
 }
@@ -173,6 +205,26 @@ impl crate::sip::Admit for CallGate {
         self.admission
             .ready(self.registry.active())
             .map_err(|_| self.admission.retry_after())
+    }
+
+    fn untrusted(&self, source: Option<IpAddr>) {
+        self.metrics.rejected(403);
+        let Some(source) = source.filter(|s| self.record_untrusted(*s, Instant::now())) else {
+            return;
+        };
+        let event = crate::store::SecurityEvent {
+            at: std::time::SystemTime::now(),
+            call_id: None,
+            kind: crate::store::SecurityEventKind::UntrustedSource,
+            detail: None,
+            source: Some(source),
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.record_security_event(&event).await {
+                tracing::warn!(error = %e, "untrusted-source event not recorded");
+            }
+        });
     }
 }
 
@@ -231,6 +283,50 @@ mod tests {
         assert!(!a.drain(), "only the first call starts it");
         assert_eq!(a.admit(0, Instant::now()), Err(Refusal::Draining));
         assert_eq!(a.ready(0), Err(Refusal::Draining));
+    }
+
+    #[tokio::test]
+    async fn untrusted_sources_are_recorded_once_a_minute_each() {
+        use crate::sip::Admit;
+        let store = crate::store::Store::memory().await.unwrap();
+        let gate = CallGate::new(
+            Arc::new(admission(0, 0)),
+            Arc::new(super::super::Registry::default()),
+            Arc::new(crate::metrics::Metrics::new(Arc::default())),
+            store.clone(),
+        );
+        let (a, b): (IpAddr, IpAddr) = ("10.9.8.7".parse().unwrap(), "10.9.8.8".parse().unwrap());
+        let t0 = Instant::now();
+        assert!(gate.record_untrusted(a, t0));
+        assert!(!gate.record_untrusted(a, t0 + Duration::from_secs(59)));
+        assert!(gate.record_untrusted(b, t0 + Duration::from_secs(59)));
+        assert!(gate.record_untrusted(a, t0 + Duration::from_secs(61)));
+
+        let flooder: IpAddr = "192.0.2.66".parse().unwrap();
+        for _ in 0..50 {
+            gate.untrusted(Some(flooder));
+        }
+        let since = std::time::UNIX_EPOCH;
+        // The writes are spawned: wait (bounded) for the first, then a little for any others.
+        for _ in 0..200 {
+            if !store.security_events_since(since).await.unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let rows = store.security_events_since(since).await.unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            rows[0].kind,
+            crate::store::SecurityEventKind::UntrustedSource
+        );
+        assert_eq!(rows[0].source, Some(flooder));
+        let text = gate.metrics.encode(0, false);
+        assert!(
+            text.contains(r#"idgate_calls_rejected_total{status="403"} 50"#),
+            "{text}"
+        );
     }
 
     #[tokio::test]

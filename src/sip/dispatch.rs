@@ -97,6 +97,11 @@ fn retry_after_header(secs: u32) -> Header {
 async fn new_invite(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<IncomingCall>) {
     let Some(source) = source_ip(&tx.original).filter(|ip| stack.is_trusted(*ip)) else {
         warn!(source = ?source_ip(&tx.original), "INVITE from an untrusted peer refused");
+        stack
+            .inner
+            .settings
+            .admit
+            .untrusted(source_ip(&tx.original));
         let _ = tx.reply(StatusCode::Forbidden).await;
         return;
     };

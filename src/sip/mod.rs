@@ -49,6 +49,8 @@ pub trait Admit: std::fmt::Debug + Send + Sync + 'static {
     fn admit_call(&self) -> Result<(), u32>;
     /// Whether OPTIONS is answered 200 (a load balancer's probe) rather than 503.
     fn accepting(&self) -> Result<(), u32>;
+    /// An INVITE from a source outside `trusted_peers` was refused (403).
+    fn untrusted(&self, _source: Option<std::net::IpAddr>) {}
 }
 
 /// Takes every call (tests and tools that need no limits).
