@@ -146,6 +146,9 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         port_min: config.media.rtp_port_min,
         port_max: config.media.rtp_port_max,
     });
+    // The phone-number library loads its metadata on first use, for a second or two: done
+    // here, not inside the first call (where it stalls the runtime and a proxy's probes).
+    let _ = idgate::identity::E164::parse("+46701234567", "SE");
     let media_counters = media.counters();
     let registry = Arc::new(Registry::default());
     let metrics = Arc::new(idgate::metrics::Metrics::new(media_counters));
@@ -166,7 +169,13 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         dialplan,
         headers: config.identity.header_options(&config.sip.header_prefix),
         tokens,
-        media_ip: config.media.bind_ip,
+        // SDP carries an address: the public one when it is an IP, else the bind address.
+        media_ip: config
+            .sip
+            .public_address
+            .as_deref()
+            .and_then(|a| a.trim_start_matches('[').trim_end_matches(']').parse().ok())
+            .unwrap_or(config.media.bind_ip),
         registry,
         limits: config.limits.push_limits(),
         app_push,
@@ -273,6 +282,7 @@ fn sip_settings(config: &Config, admit: Arc<dyn idgate::sip::Admit>) -> SipSetti
         header_prefix: config.sip.header_prefix.clone(),
         user_agent: config.sip.user_agent.clone(),
         admit,
+        public_address: config.sip.public_address.clone(),
     }
 }
 

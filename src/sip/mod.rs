@@ -40,6 +40,9 @@ pub struct SipSettings {
     pub user_agent: String,
     /// Asked before a new call is taken and before OPTIONS is answered 200.
     pub admit: std::sync::Arc<dyn Admit>,
+    /// Host written in Contact instead of the listen address (behind NAT, or listening on
+    /// `0.0.0.0` behind a proxy).
+    pub public_address: Option<String>,
 }
 
 /// What the SIP layer asks the rest of idgate before taking new work. A refusal carries the
@@ -196,7 +199,10 @@ impl SipStack {
         rsipstack::sip::Uri {
             scheme: Some(rsipstack::sip::Scheme::Sip),
             auth: None,
-            host_with_port: self.inner.local.into(),
+            host_with_port: contact_host(
+                self.inner.settings.public_address.as_deref(),
+                self.inner.local,
+            ),
             params: vec![],
             headers: vec![],
         }
@@ -223,5 +229,45 @@ fn bind_error(addr: SocketAddr, transport: &'static str, e: rsipstack::Error) ->
         addr,
         transport,
         detail: e.to_string(),
+    }
+}
+
+/// The Contact's host and port: `public` (an address or a host name) if set, else the listen
+/// address; the port is always the listen port.
+fn contact_host(public: Option<&str>, local: SocketAddr) -> rsipstack::sip::HostWithPort {
+    use rsipstack::sip::uri::{Domain, Host, Port};
+    let host = match public {
+        None => Host::IpAddr(local.ip()),
+        Some(text) => match text.trim_start_matches('[').trim_end_matches(']').parse() {
+            Ok(ip) => Host::IpAddr(ip),
+            Err(_) => Host::Domain(Domain::from(text)),
+        },
+    };
+    rsipstack::sip::HostWithPort {
+        host,
+        port: Some(Port(local.port())),
+    }
+}
+
+#[cfg(test)]
+mod contact_tests {
+    use super::*;
+
+    #[test]
+    fn the_public_address_replaces_the_listen_address_in_contact() {
+        let local: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+        assert_eq!(contact_host(None, local).to_string(), "0.0.0.0:5060");
+        assert_eq!(
+            contact_host(Some("203.0.113.7"), local).to_string(),
+            "203.0.113.7:5060"
+        );
+        assert_eq!(
+            contact_host(Some("idgate-a.example.com"), local).to_string(),
+            "idgate-a.example.com:5060"
+        );
+        assert_eq!(
+            contact_host(Some("[2001:db8::7]"), local).to_string(),
+            "[2001:db8::7]:5060"
+        );
     }
 }
