@@ -147,10 +147,12 @@ setup_run() {
     caller_mp=$(free_port_block 4)
     [[ $via == kamailio ]] && edge_port=$(free_port 127.0.0.2)
 
-    # RTP: two streams per call in progress (caller leg + queue leg), even ports only, calls in
-    # progress ~ cps * (hold + 2 s); twice that for margin (freed ports rest before reuse).
-    local streams=$((cps * (hold_ms / 1000 + 2) * 2))
-    local rtp_max=$((rtp_min + streams * 2 * 2 + 200))
+    # RTP: two streams per call in progress (caller leg + queue leg), one even port each; calls
+    # in progress ~ cps * (hold + set-up), counted here as cps * (hold + 1 s): about twice what
+    # a healthy run needs. Not more: idgate scans the whole range for a free port at each
+    # stream it opens (PortPool::candidates), so a bigger range costs CPU per call.
+    local streams=$((cps * (hold_ms / 1000 + 1) * 2))
+    local rtp_max=$((rtp_min + streams * 2 + 200))
     ((rtp_max > 65000)) && rtp_max=65000
 
     # Every call a different caller number (E.164, +4670...), so no push limit is shared.
@@ -527,7 +529,7 @@ setup_report() {
         echo
         echo "ramp (target: 0 failed and p99 <= ${target} ms; medians of the runs at each rate):"
         for v in $vias; do
-            local last_ok="none" first_bad="" why=""
+            local last_ok="none" first_bad="" why="" first_failed="" first_slow=""
             for c in $rates; do
                 local fl p9
                 fl=$(grep " cps=$c .* via=$v " "$r" | while read -r line; do kv "$line" failed; done | median)
@@ -535,13 +537,16 @@ setup_report() {
                 local bad=""
                 awk -v f="$fl" 'BEGIN { exit !(f > 0) }' && bad="failed=$fl"
                 awk -v p="$p9" -v t="$target" 'BEGIN { exit !(p == "-" || p > t) }' && bad="${bad:+$bad,}p99=${p9}ms"
+                awk -v f="$fl" 'BEGIN { exit !(f > 0) }' && [[ -z $first_failed ]] && first_failed=$c
+                awk -v p="$p9" -v t="$target" 'BEGIN { exit !(p == "-" || p > t) }' && [[ -z $first_slow ]] && first_slow=$c
                 if [[ -n $bad ]]; then
                     [[ -z $first_bad ]] && { first_bad=$c; why=$bad; }
                 elif [[ -z $first_bad ]]; then
                     last_ok=$c
                 fi
             done
-            echo "ramp via=$v last_ok_cps=$last_ok first_bad_cps=${first_bad:-none}${why:+ why=$why}"
+            echo "ramp via=$v last_ok_cps=$last_ok first_bad_cps=${first_bad:-none}${why:+ why=$why}" \
+                "first_failed_cps=${first_failed:-none} first_p99_over_cps=${first_slow:-none}"
         done
     fi
 
