@@ -193,6 +193,8 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     tokio::spawn(idgate::call::run_intake(services.clone(), calls));
     print_banner(&config, path.as_deref(), http);
     drain(&services, config.admission.drain_timeout()).await;
+    // Queued call records are committed before the process exits.
+    services.store.close().await;
     cancel.cancel();
     Ok(())
 }
@@ -253,12 +255,12 @@ fn evidence_sink(store: &Store) -> idgate::verify::EvidenceSink {
     let store = store.clone();
     tokio::spawn(async move {
         while let Some(e) = evidence.recv().await {
-            if let Err(err) = store
-                .record_evidence(e.call_id, e.method, &e.data, std::time::SystemTime::now())
-                .await
-            {
-                tracing::error!(call = %e.call_id, error = %err, "verification evidence not stored");
-            }
+            store.record(idgate::store::Record::Evidence {
+                call_id: e.call_id,
+                method: e.method,
+                data: e.data,
+                at: std::time::SystemTime::now(),
+            });
         }
     });
     sink

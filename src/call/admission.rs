@@ -219,12 +219,8 @@ impl crate::sip::Admit for CallGate {
             detail: None,
             source: Some(source),
         };
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.record_security_event(&event).await {
-                tracing::warn!(error = %e, "untrusted-source event not recorded");
-            }
-        });
+        self.store
+            .record(crate::store::Record::SecurityEvent(event));
     }
 }
 

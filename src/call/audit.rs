@@ -1,17 +1,17 @@
 //! The call's audit trail in the store: verification events (started with the provider's order
 //! reference, each new hint, the outcome, a cancel) and security events (identity headers from
 //! the caller side, "not in a call" answers). Recording only records: it never changes what the
-//! flow is told, and a failed write is logged (without personal data) while the call goes on.
+//! flow is told, and it never waits: the rows go to the store's journal, which logs a failed
+//! write (without personal data) while the call goes on.
 
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use tracing::warn;
 use uuid::Uuid;
 
 use crate::identity::Method;
 use crate::store::{
-    SecurityEvent, SecurityEventKind, Store, VerificationEvent, VerificationEventKind,
+    Record, SecurityEvent, SecurityEventKind, Store, VerificationEvent, VerificationEventKind,
 };
 use crate::verify::{Failure, Hint, OrderRef, VerifyUpdate};
 
@@ -52,15 +52,14 @@ impl VerificationAudit {
     }
 
     /// A push that was never sent (the limits refused it, or could not be checked).
-    pub(super) async fn not_sent(&self, store: &Store, method: Method, failure: &Failure) {
+    pub(super) fn not_sent(&self, store: &Store, method: Method, failure: &Failure) {
         let detail = Some(failure.reason().as_str().to_owned());
-        self.write(store, method, VerificationEventKind::Failed, detail)
-            .await;
+        self.write(store, method, VerificationEventKind::Failed, detail);
     }
 
     /// An update from the provider (`None`: the provider's channel closed).
-    pub(super) async fn update(&mut self, store: &Store, update: Option<&VerifyUpdate>) {
-        let Some(method) = self.write_start(store).await else {
+    pub(super) fn update(&mut self, store: &Store, update: Option<&VerifyUpdate>) {
+        let Some(method) = self.write_start(store) else {
             return;
         };
         let (kind, detail) = match update {
@@ -84,32 +83,30 @@ impl VerificationAudit {
             self.running = None;
         }
         let detail = (!detail.is_empty()).then(|| detail.to_owned());
-        self.write(store, method, kind, detail).await;
+        self.write(store, method, kind, detail);
         if let Some(VerifyUpdate::Failed(Failure::NotInCall)) = update {
-            self.security(store, SecurityEventKind::NotInCall, None, None)
-                .await;
+            self.security(store, SecurityEventKind::NotInCall, None, None);
         }
     }
 
     /// idgate cancelled the running order.
-    pub(super) async fn cancelled(&mut self, store: &Store) {
-        let Some(method) = self.write_start(store).await else {
+    pub(super) fn cancelled(&mut self, store: &Store) {
+        let Some(method) = self.write_start(store) else {
             return;
         };
         self.running = None;
-        self.write(store, method, VerificationEventKind::Cancelled, None)
-            .await;
+        self.write(store, method, VerificationEventKind::Cancelled, None);
     }
 
     /// Identity-prefixed headers from the caller side were removed (names only).
-    pub(super) async fn spoofed(&self, store: &Store, headers: &[String], source: IpAddr) {
+    pub(super) fn spoofed(&self, store: &Store, headers: &[String], source: IpAddr) {
         let names = headers.join(", ");
         let kind = SecurityEventKind::SpoofedHeaders;
-        self.security(store, kind, Some(names), Some(source)).await;
+        self.security(store, kind, Some(names), Some(source));
     }
 
     /// Writes the pending `started` event, if any; the running order's method, if one runs.
-    async fn write_start(&mut self, store: &Store) -> Option<Method> {
+    fn write_start(&mut self, store: &Store) -> Option<Method> {
         let running = self.running.as_mut()?;
         let method = running.method;
         if let Some(at) = running.unwritten_start.take() {
@@ -120,14 +117,12 @@ impl VerificationAudit {
                 kind: VerificationEventKind::Started,
                 detail: running.order_ref.get().map(str::to_owned),
             };
-            if let Err(e) = store.record_verification_event(&event).await {
-                warn!(error = %e, "verification start not recorded");
-            }
+            store.record(Record::VerificationEvent(event));
         }
         Some(method)
     }
 
-    async fn write(
+    fn write(
         &self,
         store: &Store,
         method: Method,
@@ -141,12 +136,10 @@ impl VerificationAudit {
             kind,
             detail,
         };
-        if let Err(e) = store.record_verification_event(&event).await {
-            warn!(error = %e, kind = kind.as_str(), "verification event not recorded");
-        }
+        store.record(Record::VerificationEvent(event));
     }
 
-    async fn security(
+    fn security(
         &self,
         store: &Store,
         kind: SecurityEventKind,
@@ -160,9 +153,7 @@ impl VerificationAudit {
             detail,
             source,
         };
-        if let Err(e) = store.record_security_event(&event).await {
-            warn!(error = %e, kind = kind.as_str(), "security event not recorded");
-        }
+        store.record(Record::SecurityEvent(event));
     }
 }
 
@@ -189,17 +180,15 @@ mod tests {
         order_ref.set("131daac9-16c6-4618-beb0-365768f37288");
         for hint in [Hint::Sent, Hint::Sent, Hint::CallConfirm] {
             let update = VerifyUpdate::Pending(hint);
-            audit.update(&store, Some(&update)).await;
+            audit.update(&store, Some(&update));
         }
         let person = VerifiedPerson {
             personal_number: PersonalNumber::parse("191212121212").unwrap(),
             name: None,
         };
-        audit
-            .update(&store, Some(&VerifyUpdate::Complete(person)))
-            .await;
+        audit.update(&store, Some(&VerifyUpdate::Complete(person)));
         // Nothing runs any more: a late cancel records nothing.
-        audit.cancelled(&store).await;
+        audit.cancelled(&store);
         let events = store.verification_events_for(call).await.unwrap();
         assert_eq!(
             summary(&events),
@@ -220,12 +209,10 @@ mod tests {
         let mut audit = VerificationAudit::new(call);
         audit.started(Method::Simulator, OrderRef::default(), SystemTime::now());
         let failed = VerifyUpdate::Failed(Failure::NotInCall);
-        audit.update(&store, Some(&failed)).await;
+        audit.update(&store, Some(&failed));
         audit.started(Method::Simulator, OrderRef::default(), SystemTime::now());
-        audit.cancelled(&store).await;
-        audit
-            .not_sent(&store, Method::Simulator, &Failure::RateLimited)
-            .await;
+        audit.cancelled(&store);
+        audit.not_sent(&store, Method::Simulator, &Failure::RateLimited);
         let events = store.verification_events_for(call).await.unwrap();
         assert_eq!(
             summary(&events),

@@ -13,7 +13,7 @@ use crate::identity::headers::CallerDisplayName;
 use crate::media::sdp::{self, Negotiated, SdpError};
 use crate::media::{MediaError, MediaStream, PromptSet};
 use crate::sip::{CallerLeg, IncomingCall, LegEvent};
-use crate::store::NewCall;
+use crate::store::{NewCall, Record, TransferOutcome};
 
 use super::Services;
 
@@ -102,10 +102,11 @@ pub(super) async fn answer(
                     call.leg.reject(code);
                 }
                 None => {
-                    let at = SystemTime::now();
-                    if let Err(e) = services.store.finish_call(id, "abandoned", at).await {
-                        tracing::debug!(error = %e, "abandoned call not recorded");
-                    }
+                    services.store.record(Record::Ended {
+                        id,
+                        outcome: TransferOutcome::Abandoned,
+                        at: SystemTime::now(),
+                    });
                 }
             }
             None
@@ -154,15 +155,14 @@ async fn try_answer(
         _ => SetupError::BadOffer,
     })?;
     let started_at = SystemTime::now();
-    record_call(services, id, call, &caller, &route, started_at).await;
+    record_call(services, id, call, &caller, &route, started_at);
     ring_before_answer(&mut call.leg, route.answer_after).await?;
     call.leg
         .answer(media.sdp.clone().into_bytes())
         .map_err(|e| SetupError::Answer(e.to_string()))?;
     wait_for_ack(&mut call.leg).await?;
-    if let Err(e) = services.store.mark_answered(id, SystemTime::now()).await {
-        tracing::error!(error = %e, "answer time not recorded");
-    }
+    let at = SystemTime::now();
+    services.store.record(Record::Answered { id, at });
     Ok(Ready {
         stream,
         media,
@@ -203,8 +203,9 @@ async fn wait_for_ack(leg: &mut CallerLeg) -> Result<(), SetupError> {
     Err(SetupError::Abandoned)
 }
 
-/// The call row. A database failure never stops a call: it is logged and the call goes on.
-async fn record_call(
+/// The call row, queued (the answer does not wait for the database). A database failure never
+/// stops a call: the journal logs it and the call goes on.
+fn record_call(
     services: &Services,
     id: Uuid,
     call: &IncomingCall,
@@ -221,7 +222,5 @@ async fn record_call(
         transfer_mode: Some(route.transfer),
         started_at,
     };
-    if let Err(e) = services.store.insert_call(&row).await {
-        tracing::error!(error = %e, "call row not written");
-    }
+    services.store.record(Record::Call(row));
 }

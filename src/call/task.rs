@@ -16,7 +16,7 @@ use crate::identity::{CallerId, E164, Verdict};
 use crate::media::sdp;
 use crate::media::{MediaEvent, MediaStream};
 use crate::sip::{IncomingCall, LegEvent, OutboundCall, QueueLeg};
-use crate::store::{PushDecision, PushTarget};
+use crate::store::{PushDecision, PushTarget, Record, TransferOutcome};
 use crate::verify::{Failure, Subject, Verification, VerifyRequest, VerifyUpdate};
 
 use super::Services;
@@ -77,9 +77,7 @@ pub(super) async fn run(services: &Services, id: Uuid, call: IncomingCall) {
         services.metrics.spoofing_attempt();
         warn!(headers = ?call.spoofed, "identity headers from the caller side removed (spoofing attempt)");
         let audit = VerificationAudit::new(id);
-        audit
-            .spoofed(&services.store, &call.spoofed, call.source)
-            .await;
+        audit.spoofed(&services.store, &call.spoofed, call.source);
     }
     let sip_call_id = call.sip_call_id.clone();
     let Some(answered) = setup::answer(services, id, call).await else {
@@ -311,9 +309,7 @@ impl Call<'_> {
     }
 
     async fn verification_input(&mut self, update: Option<VerifyUpdate>) -> Input {
-        self.audit
-            .update(&self.services.store, update.as_ref())
-            .await;
+        self.audit.update(&self.services.store, update.as_ref());
         let outcome = match &update {
             Some(VerifyUpdate::Pending(_)) => None,
             // The flow may still decide `mismatch`: the provider completed, nothing more.
@@ -340,19 +336,16 @@ impl Call<'_> {
     /// Records how the running push ended, for the anti push-bombing limits.
     async fn end_attempt(&mut self, outcome: &str) {
         if outcome == "cancelled" {
-            self.audit.cancelled(&self.services.store).await;
+            self.audit.cancelled(&self.services.store);
         }
         let Some(attempt) = self.attempt.take() else {
             return;
         };
-        if let Err(e) = self
-            .services
-            .store
-            .end_push(attempt, outcome, SystemTime::now())
-            .await
-        {
-            warn!(error = %e, "push outcome not recorded");
-        }
+        self.services.store.record(Record::PushEnded {
+            attempt,
+            outcome: outcome.to_owned(),
+            at: SystemTime::now(),
+        });
     }
 
     async fn queue_input(&mut self, event: Option<LegEvent>) -> Option<Input> {
@@ -494,7 +487,7 @@ impl Call<'_> {
                 self.services.metrics.push_refused("rate-limited");
                 let method = self.services.provider.method();
                 let failure = Failure::RateLimited;
-                self.audit.not_sent(store, method, &failure).await;
+                self.audit.not_sent(store, method, &failure);
                 return Some(Input::Verification(VerifyUpdate::Failed(failure)));
             }
             Err(e) => {
@@ -502,7 +495,7 @@ impl Call<'_> {
                 self.services.metrics.push_refused("limits-unavailable");
                 let failure = Failure::Provider("push limits unavailable".to_owned());
                 let method = self.services.provider.method();
-                self.audit.not_sent(store, method, &failure).await;
+                self.audit.not_sent(store, method, &failure);
                 return Some(Input::Verification(VerifyUpdate::Failed(failure)));
             }
         }
@@ -535,14 +528,11 @@ impl Call<'_> {
             );
         }
         let at = SystemTime::now();
-        if let Err(e) = self
-            .services
-            .store
-            .record_verdict(self.id, &verdict, at)
-            .await
-        {
-            warn!(error = %e, "verdict not recorded");
-        }
+        self.services.store.record(Record::Verdict {
+            id: self.id,
+            verdict: verdict.clone(),
+            at,
+        });
         self.live.decided(&verdict, &self.services.headers, at);
         self.decided_at = Some(Instant::now());
         self.services
@@ -688,20 +678,22 @@ impl Call<'_> {
             Outcome::QueueUnavailable => "queue-unavailable",
         };
         info!(outcome, "call ended");
+        // Queued before the call leaves the live registry: a drain that sees no live calls
+        // then flushes this record too.
+        match TransferOutcome::parse(outcome) {
+            Some(outcome) => self.services.store.record(Record::Ended {
+                id: self.id,
+                outcome,
+                at: SystemTime::now(),
+            }),
+            None => warn!(outcome, "call end not recorded: not a stored outcome"),
+        }
         self.live.ended(outcome, SystemTime::now());
         self.services.metrics.ended(outcome);
         if outcome == "referred"
             && let Some(decided) = self.decided_at
         {
             self.services.metrics.handed_off(decided.elapsed());
-        }
-        if let Err(e) = self
-            .services
-            .store
-            .finish_call(self.id, outcome, SystemTime::now())
-            .await
-        {
-            warn!(error = %e, "call end not recorded");
         }
     }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Backend, Store, StoreError, to_millis};
+use sqlx::AnyConnection;
+
+use super::{Backend, Record, Store, StoreError, to_millis};
 use crate::identity::{E164, PersonalNumber};
 
 /// The limits, from the `[limits]` config section.
@@ -69,6 +71,8 @@ pub(super) fn pseudonym(person: &PersonalNumber) -> String {
 
 impl Store {
     /// Checks the limits for a push and records the attempt (allowed or refused) atomically.
+    /// It goes through the journal like every call write, so it sees the call's own earlier
+    /// writes, and it is the one write the call path waits for.
     pub async fn begin_push(
         &self,
         call_id: Uuid,
@@ -76,52 +80,14 @@ impl Store {
         limits: &PushLimits,
         now: SystemTime,
     ) -> Result<PushDecision, StoreError> {
-        let op = "begin_push";
-        let caller = target.caller.map(|c| c.as_str().to_owned());
-        let person = target.person.map(pseudonym);
-        // SQLite: take the write lock before the first read (BEGIN IMMEDIATE), so concurrent
-        // pushes queue on the busy timeout instead of failing on a stale snapshot when they
-        // try to write after reading.
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
-        .map_err(StoreError::query(op))?;
-        if self.backend == Backend::Postgres {
-            // Atomic across instances: a transaction-scoped advisory lock per caller number and
-            // per person serialises every check-and-insert on the same key (released at commit
-            // or rollback). Callers are always locked before persons, so two pushes never wait
-            // on each other in a cycle. (SQLite: BEGIN IMMEDIATE above, one writer at a time.)
-            let keys = caller.iter().map(|c| format!("caller:{c}"));
-            for key in keys.chain(person.iter().map(|p| format!("person:{p}"))) {
-                sqlx::query("SELECT 1 FROM pg_advisory_xact_lock(hashtext($1))")
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query(op))?;
-            }
-        }
-        let refusal = refusal(&mut tx, caller.as_deref(), person.as_deref(), limits, now).await?;
-        let id = Uuid::new_v4();
-        sqlx::query(
-            "INSERT INTO push_attempts (id, call_id, caller, person, started_at, ended_at, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id.to_string())
-        .bind(call_id.to_string())
-        .bind(caller)
-        .bind(person)
-        .bind(to_millis(now))
-        .bind(refusal.map(|_| to_millis(now)))
-        .bind(refusal.map(|_| "rate-limited"))
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query(op))?;
-        tx.commit().await.map_err(StoreError::query(op))?;
-        Ok(match refusal {
-            Some(r) => PushDecision::Refused(r),
-            None => PushDecision::Allowed(id),
-        })
+        let push = PushCheck {
+            call_id,
+            caller: target.caller.map(|c| c.as_str().to_owned()),
+            person: target.person.map(pseudonym),
+            limits: limits.clone(),
+            now,
+        };
+        self.journal.begin_push(push).await
     }
 
     /// Records how an allowed push ended (`completed`, `declined`, `not-in-call`, `timeout`,
@@ -132,15 +98,94 @@ impl Store {
         outcome: &str,
         now: SystemTime,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE push_attempts SET ended_at = $1, outcome = $2 WHERE id = $3 AND ended_at IS NULL")
-            .bind(to_millis(now))
-            .bind(outcome)
-            .bind(attempt.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::query("end_push"))?;
-        Ok(())
+        let outcome = outcome.to_owned();
+        self.commit(Record::PushEnded {
+            attempt,
+            outcome,
+            at: now,
+        })
+        .await
     }
+}
+
+/// A push to check and record: [`Store::begin_push`]'s arguments, owned, for the journal.
+#[derive(Debug, Clone)]
+pub(super) struct PushCheck {
+    call_id: Uuid,
+    caller: Option<String>,
+    /// The person's pseudonym.
+    person: Option<String>,
+    limits: PushLimits,
+    now: SystemTime,
+}
+
+/// Checks and records one push inside the journal's transaction (SQLite: `BEGIN IMMEDIATE`,
+/// so the check and the insert hold the write lock together).
+pub(super) async fn begin_push_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    push: &PushCheck,
+) -> Result<PushDecision, StoreError> {
+    let op = "begin_push";
+    let PushCheck {
+        call_id,
+        caller,
+        person,
+        limits,
+        now,
+    } = push;
+    if backend == Backend::Postgres {
+        // Atomic across instances: a transaction-scoped advisory lock per caller number and
+        // per person serialises every check-and-insert on the same key (released when the
+        // journal's batch commits or rolls back). Callers are always locked before persons, so
+        // two pushes never wait on each other in a cycle.
+        let keys = caller.iter().map(|c| format!("caller:{c}"));
+        for key in keys.chain(person.iter().map(|p| format!("person:{p}"))) {
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock(hashtext($1))")
+                .bind(key)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::query(op))?;
+        }
+    }
+    let refusal = refusal(conn, caller.as_deref(), person.as_deref(), limits, *now).await?;
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO push_attempts (id, call_id, caller, person, started_at, ended_at, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id.to_string())
+    .bind(call_id.to_string())
+    .bind(caller.as_deref())
+    .bind(person.as_deref())
+    .bind(to_millis(*now))
+    .bind(refusal.map(|_| to_millis(*now)))
+    .bind(refusal.map(|_| "rate-limited"))
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::query(op))?;
+    Ok(match refusal {
+        Some(r) => PushDecision::Refused(r),
+        None => PushDecision::Allowed(id),
+    })
+}
+
+pub(super) async fn end_push_on(
+    conn: &mut AnyConnection,
+    attempt: Uuid,
+    outcome: &str,
+    at: SystemTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE push_attempts SET ended_at = $1, outcome = $2 WHERE id = $3 AND ended_at IS NULL",
+    )
+    .bind(to_millis(at))
+    .bind(outcome)
+    .bind(attempt.to_string())
+    .execute(conn)
+    .await
+    .map_err(StoreError::query("end_push"))?;
+    Ok(())
 }
 
 async fn refusal(

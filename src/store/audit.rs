@@ -10,7 +10,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{Store, StoreError, from_millis, to_millis};
+use super::{Record, Store, StoreError, from_millis, to_millis};
 use crate::identity::Method;
 
 /// `verification_events.kind`: one step of a verification.
@@ -152,19 +152,7 @@ impl Store {
         &self,
         event: &VerificationEvent,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO verification_events (call_id, at, method, kind, detail) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(event.call_id.to_string())
-        .bind(to_millis(event.at))
-        .bind(event.method.as_str())
-        .bind(event.kind.as_str())
-        .bind(event.detail.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::query("record_verification_event"))?;
-        Ok(())
+        self.commit(Record::VerificationEvent(event.clone())).await
     }
 
     /// A call's verification events, in the order they happened.
@@ -172,6 +160,8 @@ impl Store {
         &self,
         call_id: Uuid,
     ) -> Result<Vec<VerificationEvent>, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         let op = "verification_events_for";
         let rows = sqlx::query(
             "SELECT id, at, method, kind, detail FROM verification_events \
@@ -197,19 +187,7 @@ impl Store {
 
     /// Records a spoofing attempt or fraud signal.
     pub async fn record_security_event(&self, event: &SecurityEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO security_events (at, call_id, kind, detail, source) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(to_millis(event.at))
-        .bind(event.call_id.map(|id| id.to_string()))
-        .bind(event.kind.as_str())
-        .bind(event.detail.as_deref())
-        .bind(event.source.map(|ip| ip.to_string()))
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::query("record_security_event"))?;
-        Ok(())
+        self.commit(Record::SecurityEvent(event.clone())).await
     }
 
     /// A call's security events, in the order they happened.
@@ -217,6 +195,8 @@ impl Store {
         &self,
         call_id: Uuid,
     ) -> Result<Vec<SecurityEvent>, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         let rows = sqlx::query(
             "SELECT id, at, call_id, kind, detail, source FROM security_events \
              WHERE call_id = $1 ORDER BY at, id",
@@ -235,6 +215,8 @@ impl Store {
         &self,
         since: SystemTime,
     ) -> Result<Vec<SecurityEvent>, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         let rows = sqlx::query(
             "SELECT id, at, call_id, kind, detail, source FROM security_events \
              WHERE at >= $1 ORDER BY at, id",
@@ -250,7 +232,11 @@ impl Store {
 
     /// Records an administrator's action.
     pub async fn record_admin_action(&self, action: &AdminAction) -> Result<(), StoreError> {
-        insert_admin_action(&mut *self.pool.acquire().await.map_err(query_err)?, action).await
+        insert_admin_action(
+            &mut *self.writer.acquire().await.map_err(query_err)?,
+            action,
+        )
+        .await
     }
 
     /// Every administrator action at or after `since`, oldest first.
@@ -283,6 +269,46 @@ impl Store {
 
 fn query_err(source: sqlx::Error) -> StoreError {
     StoreError::query("record_admin_action")(source)
+}
+
+/// Inserts a verification event on the journal's connection.
+pub(super) async fn insert_verification_event(
+    conn: &mut sqlx::AnyConnection,
+    event: &VerificationEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO verification_events (call_id, at, method, kind, detail) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.call_id.to_string())
+    .bind(to_millis(event.at))
+    .bind(event.method.as_str())
+    .bind(event.kind.as_str())
+    .bind(event.detail.as_deref())
+    .execute(conn)
+    .await
+    .map_err(StoreError::query("record_verification_event"))?;
+    Ok(())
+}
+
+/// Inserts a security event on the journal's connection.
+pub(super) async fn insert_security_event(
+    conn: &mut sqlx::AnyConnection,
+    event: &SecurityEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO security_events (at, call_id, kind, detail, source) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(to_millis(event.at))
+    .bind(event.call_id.map(|id| id.to_string()))
+    .bind(event.kind.as_str())
+    .bind(event.detail.as_deref())
+    .bind(event.source.map(|ip| ip.to_string()))
+    .execute(conn)
+    .await
+    .map_err(StoreError::query("record_security_event"))?;
+    Ok(())
 }
 
 /// Inserts an admin action on `conn` (inside a caller's transaction, or on its own).

@@ -32,6 +32,8 @@ pub struct CallFilter {
 impl Store {
     /// Calls matching `filter`, newest first.
     pub async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallRow>, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         let mut conditions = Vec::new();
         let mut n = 0;
         let mut param = || {

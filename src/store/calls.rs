@@ -3,11 +3,11 @@
 
 use std::time::SystemTime;
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::{Store, StoreError, from_millis, to_millis};
+use super::{Record, Store, StoreError, from_millis, to_millis};
 use crate::config::Transfer;
 use crate::identity::{CallerId, Method, Reason, Verdict};
 
@@ -129,36 +129,14 @@ pub struct CallRow {
 }
 
 impl Store {
-    /// Records a new call.
+    /// Records a new call (and waits for the commit; the call path uses [`Store::record`]).
     pub async fn insert_call(&self, call: &NewCall) -> Result<(), StoreError> {
-        let caller = call.caller.as_claim();
-        sqlx::query(
-            "INSERT INTO calls (id, sip_call_id, caller, called, route, transfer_mode, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(call.id.to_string())
-        .bind(&call.sip_call_id)
-        .bind(&caller)
-        .bind(&call.called)
-        .bind(call.route.as_deref())
-        .bind(call.transfer_mode.map(Transfer::as_str))
-        .bind(to_millis(call.started_at))
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::insert("insert_call", "the call id"))?;
-        Ok(())
+        self.commit(Record::Call(call.clone())).await
     }
 
     /// Records when idgate answered the call.
     pub async fn mark_answered(&self, id: Uuid, at: SystemTime) -> Result<(), StoreError> {
-        let op = "mark_answered";
-        let done = sqlx::query("UPDATE calls SET answered_at = $1 WHERE id = $2")
-            .bind(to_millis(at))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::query(op))?;
-        found(op, id, done.rows_affected())
+        self.commit(Record::Answered { id, at }).await
     }
 
     /// Records the verdict: status, reason and method only. The verified person is never stored
@@ -169,19 +147,8 @@ impl Store {
         verdict: &Verdict,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        let op = "record_verdict";
-        let done = sqlx::query(
-            "UPDATE calls SET status = $1, reason = $2, method = $3, verdict_at = $4 WHERE id = $5",
-        )
-        .bind(verdict.status_str())
-        .bind(verdict.reason().map(Reason::as_str))
-        .bind(verdict.method().map(Method::as_str))
-        .bind(to_millis(at))
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::query(op))?;
-        found(op, id, done.rows_affected())
+        let verdict = verdict.clone();
+        self.commit(Record::Verdict { id, verdict, at }).await
     }
 
     /// Records how the hand-off ended (`connected`, `referred`, `abandoned`,
@@ -192,25 +159,18 @@ impl Store {
         outcome: &str,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        let op = "finish_call";
         let outcome = TransferOutcome::parse(outcome).ok_or_else(|| StoreError::InvalidValue {
             field: "transfer_outcome",
             value: outcome.to_owned(),
             expected: "connected, referred, abandoned, queue-unavailable",
         })?;
-        let done =
-            sqlx::query("UPDATE calls SET transfer_outcome = $1, ended_at = $2 WHERE id = $3")
-                .bind(outcome.as_str())
-                .bind(to_millis(at))
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::query(op))?;
-        found(op, id, done.rows_affected())
+        self.commit(Record::Ended { id, outcome, at }).await
     }
 
     /// The call with this id, if stored.
     pub async fn get_call(&self, id: Uuid) -> Result<Option<CallRow>, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         let row = sqlx::query(
             "SELECT id, sip_call_id, caller, called, route, started_at, answered_at, verdict_at, \
              status, reason, method, transfer_mode, transfer_outcome, ended_at \
@@ -225,6 +185,82 @@ impl Store {
 }
 
 /// `CallNotFound` when an update touched no row.
+/// The `calls` writes, on the journal's connection (see [`super::journal`]).
+pub(super) async fn insert_call_on(
+    conn: &mut AnyConnection,
+    call: &NewCall,
+) -> Result<(), StoreError> {
+    let caller = call.caller.as_claim();
+    sqlx::query(
+        "INSERT INTO calls (id, sip_call_id, caller, called, route, transfer_mode, started_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(call.id.to_string())
+    .bind(&call.sip_call_id)
+    .bind(&caller)
+    .bind(&call.called)
+    .bind(call.route.as_deref())
+    .bind(call.transfer_mode.map(Transfer::as_str))
+    .bind(to_millis(call.started_at))
+    .execute(conn)
+    .await
+    .map_err(StoreError::insert("insert_call", "the call id"))?;
+    Ok(())
+}
+
+pub(super) async fn mark_answered_on(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    at: SystemTime,
+) -> Result<(), StoreError> {
+    let op = "mark_answered";
+    let done = sqlx::query("UPDATE calls SET answered_at = $1 WHERE id = $2")
+        .bind(to_millis(at))
+        .bind(id.to_string())
+        .execute(conn)
+        .await
+        .map_err(StoreError::query(op))?;
+    found(op, id, done.rows_affected())
+}
+
+pub(super) async fn record_verdict_on(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    verdict: &Verdict,
+    at: SystemTime,
+) -> Result<(), StoreError> {
+    let op = "record_verdict";
+    let done = sqlx::query(
+        "UPDATE calls SET status = $1, reason = $2, method = $3, verdict_at = $4 WHERE id = $5",
+    )
+    .bind(verdict.status_str())
+    .bind(verdict.reason().map(Reason::as_str))
+    .bind(verdict.method().map(Method::as_str))
+    .bind(to_millis(at))
+    .bind(id.to_string())
+    .execute(conn)
+    .await
+    .map_err(StoreError::query(op))?;
+    found(op, id, done.rows_affected())
+}
+
+pub(super) async fn finish_call_on(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    outcome: TransferOutcome,
+    at: SystemTime,
+) -> Result<(), StoreError> {
+    let op = "finish_call";
+    let done = sqlx::query("UPDATE calls SET transfer_outcome = $1, ended_at = $2 WHERE id = $3")
+        .bind(outcome.as_str())
+        .bind(to_millis(at))
+        .bind(id.to_string())
+        .execute(conn)
+        .await
+        .map_err(StoreError::query(op))?;
+    found(op, id, done.rows_affected())
+}
+
 fn found(op: &'static str, id: Uuid, rows: u64) -> Result<(), StoreError> {
     if rows == 0 {
         Err(StoreError::CallNotFound { op, id })

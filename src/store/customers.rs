@@ -114,7 +114,7 @@ impl Store {
     pub async fn insert_customer(&self, customer: &NewCustomer) -> Result<Uuid, CustomerError> {
         let op = "insert_customer";
         let id = Uuid::new_v4();
-        let mut tx = self.pool.begin().await.map_err(StoreError::query(op))?;
+        let mut tx = self.writer.begin().await.map_err(StoreError::query(op))?;
         sqlx::query(
             "INSERT INTO customers (id, display_name, personal_number, created_at) \
              VALUES ($1, $2, $3, $4)",
@@ -206,7 +206,7 @@ impl Store {
             }
         };
         let done = query
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(StoreError::query("remove_customer"))?;
         Ok(done.rows_affected() > 0)

@@ -62,6 +62,24 @@ pub enum StoreError {
         /// The row's id.
         row: String,
     },
+    /// The database did not answer (or was busy) when a write that someone waits for was due;
+    /// queued records are kept and written later (see `store::journal`).
+    #[error("{op}: the database is unavailable ({detail})")]
+    Unavailable {
+        /// The store operation.
+        op: &'static str,
+        /// What the database or driver said.
+        detail: String,
+    },
+    /// The journal's writer task has stopped (idgate is shutting down).
+    #[error("{op}: the database writer has stopped")]
+    WriterStopped {
+        /// The store operation.
+        op: &'static str,
+    },
+    /// A write in a batch failed; the journal retries each write alone (internal).
+    #[error("a write in the batch failed")]
+    BatchSpoiled,
     /// A value handed to the store is not one it records.
     #[error("{field}: {value:?} is not one of {expected}")]
     InvalidValue {
@@ -79,6 +97,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         let source = match self {
             StoreError::Open { source } | StoreError::Query { source, .. } => source,
+            StoreError::Unavailable { .. } => return true,
             _ => return false,
         };
         match source {

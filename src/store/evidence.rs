@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use super::{Store, StoreError, to_millis};
+use super::{Record, Store, StoreError, to_millis};
 use crate::identity::Method;
 
 impl Store {
@@ -16,23 +16,20 @@ impl Store {
         data: &str,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO verification_evidence (id, call_id, method, recorded_at, data) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(Uuid::new_v4().to_string())
-        .bind(call_id.to_string())
-        .bind(method.as_str())
-        .bind(to_millis(at))
-        .bind(data)
-        .execute(&self.pool)
+        let data = data.to_owned();
+        self.commit(Record::Evidence {
+            call_id,
+            method,
+            data,
+            at,
+        })
         .await
-        .map_err(StoreError::query("record_evidence"))?;
-        Ok(())
     }
 
     /// The evidence stored for a call, oldest first: (method, JSON).
     pub async fn evidence_for(&self, call_id: Uuid) -> Result<Vec<(String, String)>, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         sqlx::query_as(
             "SELECT method, data FROM verification_evidence WHERE call_id = $1 ORDER BY recorded_at",
         )
@@ -41,6 +38,29 @@ impl Store {
         .await
         .map_err(StoreError::query("evidence_for"))
     }
+}
+
+/// Inserts evidence on the journal's connection.
+pub(super) async fn insert_evidence(
+    conn: &mut sqlx::AnyConnection,
+    call_id: Uuid,
+    method: Method,
+    data: &str,
+    at: SystemTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO verification_evidence (id, call_id, method, recorded_at, data) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(call_id.to_string())
+    .bind(method.as_str())
+    .bind(to_millis(at))
+    .bind(data)
+    .execute(conn)
+    .await
+    .map_err(StoreError::query("record_evidence"))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -104,8 +104,10 @@ impl Store {
         actor: &str,
         at: SystemTime,
     ) -> Result<PersonExport, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         let op = "export_person";
-        let mut conn = self.pool.acquire().await.map_err(StoreError::query(op))?;
+        let mut conn = self.writer.acquire().await.map_err(StoreError::query(op))?;
         let linked = linked(&mut conn, person).await?;
         let evidence = evidence(&mut conn, &linked.person_calls).await?;
         let action = AdminAction {
@@ -164,6 +166,8 @@ impl Store {
         person: &PersonalNumber,
         record: Option<(&str, SystemTime)>,
     ) -> Result<EraseReport, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         let op = "erase_person";
         let mut tx = self.begin_write(op).await?;
         let linked = linked(&mut tx, person).await?;

@@ -113,6 +113,8 @@ impl Store {
     }
 
     async fn purge(&self, older_than: SystemTime, commit: bool) -> Result<PurgeReport, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         let op = "purge_personal_data";
         let mut tx = self.begin_write(op).await?;
         let mut report = PurgeReport::default();
@@ -140,8 +142,8 @@ impl Store {
         op: &'static str,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
         .map_err(StoreError::query(op))
     }

@@ -52,6 +52,8 @@ impl Store {
         requested_by: &str,
         at: SystemTime,
     ) -> Result<Uuid, StoreError> {
+        // The call path writes through the journal: see its writes first.
+        self.flush().await?;
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO reverifications (id, call_id, requested_by, requested_at) \
@@ -61,7 +63,7 @@ impl Store {
         .bind(call_id.to_string())
         .bind(requested_by)
         .bind(to_millis(at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(StoreError::query("begin_reverification"))?;
         Ok(id)
@@ -83,7 +85,7 @@ impl Store {
         .bind(verdict.reason().map(|r| r.as_str()))
         .bind(verdict.method().map(|m| m.as_str()))
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(StoreError::query("finish_reverification"))?;
         if done.rows_affected() == 0 {

@@ -53,7 +53,7 @@ impl Store {
     /// already registered to another customer fails the import, naming the line.
     pub async fn import_customers(&self, rows: &[ImportRow]) -> Result<ImportSummary, ImportError> {
         let op = "import_customers";
-        let mut tx = self.pool.begin().await.map_err(StoreError::query(op))?;
+        let mut tx = self.writer.begin().await.map_err(StoreError::query(op))?;
         let mut summary = ImportSummary {
             rows: rows.len(),
             ..ImportSummary::default()

@@ -1,0 +1,521 @@
+//! The journal: every write of the call path, in order, through one task that commits them in
+//! batches (group commit).
+//!
+//! A call writes about ten small rows (the call, its answer, the push attempt, the verification
+//! events, the verdict, the end). One commit each made the database the limit at a few hundred
+//! calls per second: on a disk every commit waits for a flush, and several connections writing
+//! at once wait for SQLite's lock in its busy handler's sleeps. Here a call task hands its
+//! writes to the journal and goes on ([`Store::record`]); the journal takes everything queued,
+//! runs it in one transaction on its connection, commits once, and answers whoever waits
+//! ([`Store::commit`], [`Store::begin_push`], [`Store::flush`]).
+//!
+//! - Order: one queue and one writer, so a call's writes land in the order they were made
+//!   (the row before its updates), and a push check sees the attempts queued before it.
+//! - A statement that fails for a reason of its own (a constraint) would spoil the batch
+//!   (PostgreSQL aborts the transaction): the batch is rolled back and each write runs alone,
+//!   so only the bad one fails.
+//! - The database unreachable or busy: whoever waits gets the error at once (a push check
+//!   cannot wait; the call goes on unverified), the records are kept and written when the
+//!   database answers again, retried with backoff. The queue holds [`QUEUE`] writes; beyond
+//!   that a record is dropped, counted in [`JournalStats::lost`] and logged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::attempts::{PushCheck, begin_push_on, end_push_on};
+use super::audit::{
+    SecurityEvent, VerificationEvent, insert_security_event, insert_verification_event,
+};
+use super::calls::{
+    NewCall, TransferOutcome, finish_call_on, insert_call_on, mark_answered_on, record_verdict_on,
+};
+use super::evidence::insert_evidence;
+use super::{Backend, PushDecision, Store, StoreError};
+use crate::identity::{Method, Verdict};
+
+/// Writes the queue holds while the database is slow or away (about 10,000 calls' worth).
+pub const QUEUE: usize = 100_000;
+/// The most writes in one transaction (a push check waits for its whole batch).
+const MAX_BATCH: usize = 256;
+/// The first wait before retrying a batch the database refused for a transient reason.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Lost or failed records are logged at most this often (with the count since).
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A row the call path writes without waiting ([`Store::record`]).
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// A new call ([`Store::insert_call`]).
+    Call(NewCall),
+    /// idgate answered the call.
+    Answered {
+        /// idgate's call id.
+        id: Uuid,
+        /// When.
+        at: SystemTime,
+    },
+    /// The verdict (status, reason, method: never the person).
+    Verdict {
+        /// idgate's call id.
+        id: Uuid,
+        /// The verdict.
+        verdict: Verdict,
+        /// When it was reached.
+        at: SystemTime,
+    },
+    /// How the hand-off ended, and when the call ended.
+    Ended {
+        /// idgate's call id.
+        id: Uuid,
+        /// The outcome.
+        outcome: TransferOutcome,
+        /// When.
+        at: SystemTime,
+    },
+    /// How an allowed push ended ([`Store::end_push`]).
+    PushEnded {
+        /// The attempt [`Store::begin_push`] returned.
+        attempt: Uuid,
+        /// `completed`, `declined`, `not-in-call`, `timeout`, ...
+        outcome: String,
+        /// When.
+        at: SystemTime,
+    },
+    /// One step of a verification.
+    VerificationEvent(VerificationEvent),
+    /// A spoofing attempt or fraud signal.
+    SecurityEvent(SecurityEvent),
+    /// A provider's evidence of a completed order (JSON).
+    Evidence {
+        /// idgate's call id.
+        call_id: Uuid,
+        /// The method.
+        method: Method,
+        /// The provider's completion data.
+        data: String,
+        /// When.
+        at: SystemTime,
+    },
+}
+
+impl Record {
+    fn name(&self) -> &'static str {
+        match self {
+            Record::Call(_) => "insert_call",
+            Record::Answered { .. } => "mark_answered",
+            Record::Verdict { .. } => "record_verdict",
+            Record::Ended { .. } => "finish_call",
+            Record::PushEnded { .. } => "end_push",
+            Record::VerificationEvent(_) => "record_verification_event",
+            Record::SecurityEvent(_) => "record_security_event",
+            Record::Evidence { .. } => "record_evidence",
+        }
+    }
+}
+
+/// What the journal has done since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Writes committed.
+    pub written: AtomicU64,
+    /// Writes the database refused for a reason of their own (logged).
+    pub failed: AtomicU64,
+    /// Records dropped: the queue was full (the database away for long) or the journal stopped.
+    pub lost: AtomicU64,
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Writes waiting now.
+    pub queued: AtomicU64,
+}
+
+enum Work {
+    Record(Record),
+    Push(PushCheck),
+    Flush,
+}
+
+enum Done {
+    Written,
+    Push(PushDecision),
+}
+
+struct Job {
+    work: Work,
+    /// Who waits for the result; `None` for [`Store::record`].
+    reply: Option<oneshot::Sender<Result<Done, StoreError>>>,
+}
+
+/// The sending side, held by every [`Store`] clone.
+#[derive(Debug, Clone)]
+pub(super) struct Journal {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<JournalStats>,
+    /// When a lost record was last logged (ms since `start`), so a flood logs once in a while.
+    last_loss_log: Arc<AtomicU64>,
+    start: Instant,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl Journal {
+    /// Starts the writer task on `pool` (needs a tokio runtime). The task ends when every
+    /// [`Journal`] clone is dropped and the queue is empty.
+    pub(super) fn start(pool: AnyPool, backend: Backend) -> Journal {
+        Self::with_capacity(pool, backend, QUEUE)
+    }
+
+    fn with_capacity(pool: AnyPool, backend: Backend, capacity: usize) -> Journal {
+        let (jobs, queue) = mpsc::channel(capacity);
+        let stats = Arc::new(JournalStats::default());
+        tokio::spawn(run(pool, backend, queue, Arc::clone(&stats)));
+        Journal {
+            jobs,
+            stats,
+            last_loss_log: Arc::new(AtomicU64::new(0)),
+            start: Instant::now(),
+        }
+    }
+
+    fn record(&self, record: Record) {
+        let name = record.name();
+        let job = Job {
+            work: Work::Record(record),
+            reply: None,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let lost = self.stats.lost.fetch_add(1, Ordering::Relaxed) + 1;
+                let why = match e {
+                    mpsc::error::TrySendError::Full(_) => "the write queue is full",
+                    mpsc::error::TrySendError::Closed(_) => "the database writer has stopped",
+                };
+                self.log_loss(name, why, lost);
+            }
+        }
+    }
+
+    /// Logs a lost record, at most once per [`LOG_EVERY`].
+    fn log_loss(&self, op: &str, why: &str, lost: u64) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_loss_log.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
+        if due
+            && self
+                .last_loss_log
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                op,
+                lost_total = lost,
+                "{why}: a database record was dropped"
+            );
+        }
+    }
+
+    async fn submit(&self, work: Work, op: &'static str) -> Result<Done, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            work,
+            reply: Some(reply),
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterStopped { op })?;
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        answer.await.map_err(|_| StoreError::WriterStopped { op })?
+    }
+
+    pub(super) async fn commit(&self, record: Record) -> Result<(), StoreError> {
+        let op = record.name();
+        self.submit(Work::Record(record), op).await.map(|_| ())
+    }
+
+    pub(super) async fn begin_push(&self, push: PushCheck) -> Result<PushDecision, StoreError> {
+        match self.submit(Work::Push(push), "begin_push").await? {
+            Done::Push(decision) => Ok(decision),
+            // The writer answers a push check with a decision or an error, nothing else.
+            Done::Written => Err(StoreError::WriterStopped { op: "begin_push" }),
+        }
+    }
+
+    pub(super) async fn flush(&self) -> Result<(), StoreError> {
+        self.submit(Work::Flush, "flush").await.map(|_| ())
+    }
+}
+
+impl Store {
+    /// Queues a write of the call path and returns at once. It is committed within
+    /// milliseconds, in order with this store's other writes; a failure is logged and counted
+    /// (the call goes on: a database problem never stops a call).
+    pub fn record(&self, record: Record) {
+        self.journal.record(record);
+    }
+
+    /// Queues a write and waits for its commit (the CLI, the API, tests).
+    pub async fn commit(&self, record: Record) -> Result<(), StoreError> {
+        self.journal.commit(record).await
+    }
+
+    /// Waits until every write queued before this call is committed (or has failed). Reads
+    /// that must see the call path's writes (`/v1/calls`, exports) call it first.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.journal.flush().await
+    }
+
+    /// The journal's counters.
+    pub fn journal_stats(&self) -> &JournalStats {
+        &self.journal.stats
+    }
+}
+
+async fn run(
+    pool: AnyPool,
+    backend: Backend,
+    mut queue: mpsc::Receiver<Job>,
+    stats: Arc<JournalStats>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut failures = FailureLog::default();
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        stats
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        write(&pool, backend, &mut batch, &stats, &mut failures).await;
+        batch.clear();
+    }
+}
+
+/// Writes one batch: in one transaction, or each job alone if a statement failed, or again
+/// later if the database is away (answering the waiting jobs at once).
+async fn write(
+    pool: &AnyPool,
+    backend: Backend,
+    batch: &mut Vec<Job>,
+    stats: &JournalStats,
+    failures: &mut FailureLog,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match in_one_transaction(pool, backend, batch).await {
+            Ok(results) => {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                for (job, result) in batch.drain(..).zip(results) {
+                    deliver(job, result, stats, failures);
+                }
+                return;
+            }
+            Err(e) if e.is_transient() => {
+                for job in batch.iter_mut() {
+                    if let Some(reply) = job.reply.take() {
+                        // The waiter may have gone (its call ended): nothing to tell then.
+                        let _ = reply.send(Err(StoreError::Unavailable {
+                            op: job_name(&job.work),
+                            detail: e.to_string(),
+                        }));
+                    }
+                }
+                // What nobody waits for is kept for when the database answers again.
+                batch.retain(|job| matches!(job.work, Work::Record(_)));
+                if batch.is_empty() {
+                    return;
+                }
+                failures.unavailable(&e, batch.len());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(_) => {
+                // One write spoiled the batch: each alone, so only that one fails.
+                for job in batch.drain(..) {
+                    let result = alone(pool, backend, &job.work).await;
+                    if result.is_ok() {
+                        stats.batches.fetch_add(1, Ordering::Relaxed);
+                    }
+                    deliver(job, result, stats, failures);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Runs every job in one transaction. `Ok` holds each job's own result (a "no such call" is a
+/// result, not a reason to roll back); `Err` means nothing was committed.
+async fn in_one_transaction(
+    pool: &AnyPool,
+    backend: Backend,
+    batch: &[Job],
+) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+    let mut tx = begin(pool, backend, "journal").await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let result = apply(&mut tx, backend, &job.work).await;
+        if let Err(e) = &result
+            && spoils_transaction(e)
+        {
+            let _ = tx.rollback().await;
+            return Err(clone_error(e));
+        }
+        results.push(result);
+    }
+    tx.commit().await.map_err(StoreError::query("journal"))?;
+    Ok(results)
+}
+
+/// One job in its own transaction.
+async fn alone(pool: &AnyPool, backend: Backend, work: &Work) -> Result<Done, StoreError> {
+    let mut tx = begin(pool, backend, job_name(work)).await?;
+    let result = apply(&mut tx, backend, work).await;
+    if result.is_ok() {
+        tx.commit()
+            .await
+            .map_err(StoreError::query(job_name(work)))?;
+    } else {
+        let _ = tx.rollback().await;
+    }
+    result
+}
+
+async fn begin(
+    pool: &AnyPool,
+    backend: Backend,
+    op: &'static str,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    // SQLite: take the write lock first (BEGIN IMMEDIATE), so a push check's reads and its
+    // insert are one atomic step even against another process writing the file.
+    match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+    .map_err(StoreError::query(op))
+}
+
+async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    work: &Work,
+) -> Result<Done, StoreError> {
+    let record = match work {
+        Work::Flush => return Ok(Done::Written),
+        Work::Push(push) => return begin_push_on(conn, backend, push).await.map(Done::Push),
+        Work::Record(record) => record,
+    };
+    match record {
+        Record::Call(call) => insert_call_on(conn, call).await,
+        Record::Answered { id, at } => mark_answered_on(conn, *id, *at).await,
+        Record::Verdict { id, verdict, at } => record_verdict_on(conn, *id, verdict, *at).await,
+        Record::Ended { id, outcome, at } => finish_call_on(conn, *id, *outcome, *at).await,
+        Record::PushEnded {
+            attempt,
+            outcome,
+            at,
+        } => end_push_on(conn, *attempt, outcome, *at).await,
+        Record::VerificationEvent(event) => insert_verification_event(conn, event).await,
+        Record::SecurityEvent(event) => insert_security_event(conn, event).await,
+        Record::Evidence {
+            call_id,
+            method,
+            data,
+            at,
+        } => insert_evidence(conn, *call_id, *method, data, *at).await,
+    }
+    .map(|()| Done::Written)
+}
+
+/// Whether a failed statement leaves the transaction unusable (PostgreSQL aborts it on any
+/// error; SQLite on some). "No such row" results are not statement errors.
+fn spoils_transaction(e: &StoreError) -> bool {
+    matches!(e, StoreError::Query { .. } | StoreError::Duplicate { .. })
+}
+
+/// The batch's error for the retry decision (sqlx errors are not `Clone`: keep what matters).
+fn clone_error(e: &StoreError) -> StoreError {
+    if e.is_transient() {
+        StoreError::Unavailable {
+            op: "journal",
+            detail: e.to_string(),
+        }
+    } else {
+        StoreError::BatchSpoiled
+    }
+}
+
+fn job_name(work: &Work) -> &'static str {
+    match work {
+        Work::Record(record) => record.name(),
+        Work::Push(_) => "begin_push",
+        Work::Flush => "flush",
+    }
+}
+
+fn deliver(job: Job, result: Result<Done, StoreError>, stats: &JournalStats, log: &mut FailureLog) {
+    match &result {
+        Ok(_) => {
+            stats.written.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) if job.reply.is_none() => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            log.failed(e);
+        }
+        Err(_) => {}
+    }
+    if let Some(reply) = job.reply {
+        // The waiter may have gone (its call ended): nothing to tell then.
+        let _ = reply.send(result);
+    }
+}
+
+/// Logs failed records and outages without flooding the log: the first at once, then at most
+/// one line per [`LOG_EVERY`] with the count since.
+#[derive(Default)]
+struct FailureLog {
+    last: Option<Instant>,
+    since_last: u64,
+}
+
+impl FailureLog {
+    fn due(&mut self) -> Option<u64> {
+        self.since_last += 1;
+        if self.last.is_some_and(|at| at.elapsed() < LOG_EVERY) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.since_last))
+    }
+
+    fn failed(&mut self, e: &StoreError) {
+        if let Some(count) = self.due() {
+            tracing::warn!(error = %e, count, "a database record was not written");
+        }
+    }
+
+    fn unavailable(&mut self, e: &StoreError, waiting: usize) {
+        if let Some(count) = self.due() {
+            tracing::warn!(
+                error = %e,
+                waiting,
+                count,
+                "the database is unavailable: records are kept and written when it answers"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "journal_tests.rs"]
+mod tests;
