@@ -7,13 +7,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::intake::ALLOW;
 use super::leg::CallerLeg;
 use super::message::{from_display_name, inbound_headers, source_ip};
+use super::screen::screen;
 use super::{IncomingCall, SipStack};
 use crate::identity::caller::request_uri_user;
-
-/// Methods idgate answers (the `Allow` header).
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, UPDATE, PRACK";
 
 pub(super) async fn run(
     stack: SipStack,
@@ -36,6 +35,18 @@ pub(super) async fn run(
 }
 
 async fn handle(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<IncomingCall>) {
+    // RFC 3261 §8.2: method inspection (405 below) comes first, so only served methods are
+    // inspected for extensions and content.
+    let served = ALLOW
+        .split(", ")
+        .any(|m| m == tx.original.method.to_string());
+    if let Some(refusal) = served.then(|| screen(&tx.original)).flatten() {
+        debug!(status = %refusal.status, "request refused on inspection");
+        if let Err(e) = tx.reply_with(refusal.status, refusal.headers, None).await {
+            debug!(error = %e, "could not send final response");
+        }
+        return;
+    }
     if let Some(mut dialog) = stack.inner.dialogs.match_dialog(&tx) {
         if let Err(e) = dialog.handle(&mut tx).await {
             debug!(error = %e, "in-dialog request failed");

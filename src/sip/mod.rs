@@ -5,9 +5,15 @@
 //! REFER/NOTIFY and header hygiene. It makes no call-flow decisions: an accepted INVITE is
 //! handed to the `call` module as an [`IncomingCall`].
 
+#[cfg(test)]
+mod conformance;
 mod dispatch;
+mod intake;
 mod leg;
 mod message;
+mod screen;
+mod tcp;
+mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -148,13 +154,28 @@ impl SipStack {
     ) -> Result<(SipStack, mpsc::Receiver<IncomingCall>), SipError> {
         let transports = TransportLayer::new(cancel.child_token());
         if settings.udp {
-            let udp =
-                UdpConnection::create_connection(settings.listen, None, Some(cancel.child_token()))
-                    .await
-                    .map_err(|e| bind_error(settings.listen, "udp", e))?;
+            // idgate's own socket, so that malformed datagrams are answered (`udp`, `intake`).
+            let socket = tokio::net::UdpSocket::bind(settings.listen)
+                .await
+                .map_err(|e| bind_error(settings.listen, "udp", e.into()))?;
+            let socket: Arc<dyn rsipstack::platform::net::UdpSocket> =
+                Arc::new(udp::GatedUdpSocket::new(socket));
+            let udp = UdpConnection::from_socket(socket, None, Some(cancel.child_token()))
+                .await
+                .map_err(|e| bind_error(settings.listen, "udp", e))?;
             transports.add_transport(udp.into());
         }
-        if settings.tcp {
+        // With UDP on the same address, TCP runs through idgate's gate (`tcp`); rsipstack then
+        // takes its own addresses for Via and Contact from the UDP listener with the TCP token.
+        // TCP alone keeps rsipstack's listener, which closes a connection on a malformed
+        // message instead of answering 400.
+        let mut gated_tcp = None;
+        if settings.tcp && settings.udp {
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .map_err(|e| bind_error(settings.listen, "tcp", e.into()))?;
+            gated_tcp = Some(listener);
+        } else if settings.tcp {
             let tcp = TcpListenerConnection::new(settings.listen, None)
                 .await
                 .map_err(|e| bind_error(settings.listen, "tcp", e))?;
@@ -171,6 +192,10 @@ impl SipStack {
             .with_transport_layer(transports)
             .with_user_agent(&settings.user_agent)
             .build();
+        if let Some(listener) = gated_tcp {
+            tcp::serve(listener, endpoint.inner.clone(), cancel.child_token())
+                .map_err(|e| bind_error(settings.listen, "tcp", e.into()))?;
+        }
         let incoming = endpoint.incoming_transactions()?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let inner = Arc::new(StackInner {
