@@ -119,6 +119,13 @@ pub(super) struct PushCheck {
     now: SystemTime,
 }
 
+impl PushCheck {
+    /// The call pushing.
+    pub(super) fn call_id(&self) -> Uuid {
+        self.call_id
+    }
+}
+
 /// Checks and records one push inside the journal's transaction (SQLite: `BEGIN IMMEDIATE`,
 /// so the check and the insert hold the write lock together).
 pub(super) async fn begin_push_on(

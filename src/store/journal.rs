@@ -46,6 +46,11 @@ const MAX_BATCH: usize = 256;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Writer tasks (each with its own connection) on PostgreSQL: a write there is a network round
+/// trip, so one connection's latency, not the server, limits the rate. A call's writes always
+/// go to the same writer (by its id), so they stay in order; push checks on different writers
+/// are kept atomic by their advisory locks, as between instances. SQLite has one writer.
+const POSTGRES_WRITERS: usize = 4;
 /// Lost or failed records are logged at most this often (with the count since).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -106,6 +111,21 @@ pub enum Record {
 }
 
 impl Record {
+    /// The id that picks the writer: the call's, so a call's writes stay in order.
+    fn key(&self) -> Option<Uuid> {
+        match self {
+            Record::Call(call) => Some(call.id),
+            Record::Answered { id, .. } | Record::Verdict { id, .. } | Record::Ended { id, .. } => {
+                Some(*id)
+            }
+            // Written only after its push check has committed: any writer keeps the order.
+            Record::PushEnded { attempt, .. } => Some(*attempt),
+            Record::VerificationEvent(event) => Some(event.call_id),
+            Record::SecurityEvent(event) => event.call_id,
+            Record::Evidence { call_id, .. } => Some(*call_id),
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Record::Call(_) => "insert_call",
@@ -155,7 +175,8 @@ struct Job {
 /// The sending side, held by every [`Store`] clone.
 #[derive(Debug, Clone)]
 pub(super) struct Journal {
-    jobs: mpsc::Sender<Job>,
+    /// One queue per writer task.
+    writers: Arc<[mpsc::Sender<Job>]>,
     stats: Arc<JournalStats>,
     /// When a lost record was last logged (ms since `start`), so a flood logs once in a while.
     last_loss_log: Arc<AtomicU64>,
@@ -172,28 +193,46 @@ impl Journal {
     /// Starts the writer task on `pool` (needs a tokio runtime). The task ends when every
     /// [`Journal`] clone is dropped and the queue is empty.
     pub(super) fn start(pool: AnyPool, backend: Backend) -> Journal {
-        Self::with_capacity(pool, backend, QUEUE)
+        let writers = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_WRITERS,
+        };
+        Self::with_capacity(pool, backend, writers, QUEUE)
     }
 
-    fn with_capacity(pool: AnyPool, backend: Backend, capacity: usize) -> Journal {
-        let (jobs, queue) = mpsc::channel(capacity);
+    fn with_capacity(pool: AnyPool, backend: Backend, writers: usize, capacity: usize) -> Journal {
         let stats = Arc::new(JournalStats::default());
-        tokio::spawn(run(pool, backend, queue, Arc::clone(&stats)));
+        let per_writer = capacity.div_ceil(writers.max(1));
+        let writers = (0..writers.max(1))
+            .map(|_| {
+                let (jobs, queue) = mpsc::channel(per_writer);
+                tokio::spawn(run(pool.clone(), backend, queue, Arc::clone(&stats)));
+                jobs
+            })
+            .collect();
         Journal {
-            jobs,
+            writers,
             stats,
             last_loss_log: Arc::new(AtomicU64::new(0)),
             start: Instant::now(),
         }
     }
 
+    /// The writer for `key` (a call id); writer 0 for writes of no call.
+    fn writer(&self, key: Option<Uuid>) -> &mpsc::Sender<Job> {
+        let n = self.writers.len() as u128;
+        let i = key.map_or(0, |id| (id.as_u128() % n) as usize);
+        &self.writers[i]
+    }
+
     fn record(&self, record: Record) {
         let name = record.name();
+        let writer = self.writer(record.key());
         let job = Job {
             work: Work::Record(record),
             reply: None,
         };
-        match self.jobs.try_send(job) {
+        match writer.try_send(job) {
             Ok(()) => {
                 self.stats.queued.fetch_add(1, Ordering::Relaxed);
             }
@@ -227,13 +266,18 @@ impl Journal {
         }
     }
 
-    async fn submit(&self, work: Work, op: &'static str) -> Result<Done, StoreError> {
+    async fn submit(
+        &self,
+        writer: &mpsc::Sender<Job>,
+        work: Work,
+        op: &'static str,
+    ) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             work,
             reply: Some(reply),
         };
-        self.jobs
+        writer
             .send(job)
             .await
             .map_err(|_| StoreError::WriterStopped { op })?;
@@ -243,19 +287,28 @@ impl Journal {
 
     pub(super) async fn commit(&self, record: Record) -> Result<(), StoreError> {
         let op = record.name();
-        self.submit(Work::Record(record), op).await.map(|_| ())
+        let writer = self.writer(record.key());
+        self.submit(writer, Work::Record(record), op)
+            .await
+            .map(|_| ())
     }
 
     pub(super) async fn begin_push(&self, push: PushCheck) -> Result<PushDecision, StoreError> {
-        match self.submit(Work::Push(push), "begin_push").await? {
+        let writer = self.writer(Some(push.call_id()));
+        match self.submit(writer, Work::Push(push), "begin_push").await? {
             Done::Push(decision) => Ok(decision),
             // The writer answers a push check with a decision or an error, nothing else.
             Done::Written => Err(StoreError::WriterStopped { op: "begin_push" }),
         }
     }
 
+    /// Every writer's queue up to now (one after the other: the others go on writing
+    /// meanwhile, so this takes about as long as the longest queue).
     pub(super) async fn flush(&self) -> Result<(), StoreError> {
-        self.submit(Work::Flush, "flush").await.map(|_| ())
+        for writer in self.writers.iter() {
+            self.submit(writer, Work::Flush, "flush").await?;
+        }
+        Ok(())
     }
 }
 

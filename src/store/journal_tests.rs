@@ -119,7 +119,7 @@ async fn records_wait_out_an_unavailable_database_and_a_push_check_does_not() {
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_the_record() {
     let mut store = Store::memory().await.unwrap();
-    store.journal = Journal::with_capacity(store.writer.clone(), Backend::Sqlite, 3);
+    store.journal = Journal::with_capacity(store.writer.clone(), Backend::Sqlite, 1, 3);
     let held = store.writer.acquire().await.unwrap();
     let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     // No await between the records: the writer task has not run, so the fourth finds the
