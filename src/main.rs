@@ -151,7 +151,9 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let _ = idgate::identity::E164::parse("+46701234567", "SE");
     let media_counters = media.counters();
     let registry = Arc::new(Registry::default());
-    let metrics = Arc::new(idgate::metrics::Metrics::new(media_counters));
+    let mut metrics = idgate::metrics::Metrics::new(media_counters);
+    metrics.watch_journal(store.journal_stats());
+    let metrics = Arc::new(metrics);
     let admission = Arc::new(idgate::call::Admission::new(&config.admission));
     let gate = Arc::new(idgate::call::CallGate::new(
         admission.clone(),

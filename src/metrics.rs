@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -17,6 +18,8 @@ use prometheus_client::registry::Registry;
 
 use crate::identity::Verdict;
 use crate::media::MediaCounters;
+use crate::media::engine::LatenessSnapshot;
+use crate::store::JournalStats;
 
 type Labels<const N: usize> = [(&'static str, &'static str); N];
 
@@ -209,6 +212,12 @@ impl Metrics {
         self.reverifications.get_or_create(&labels).inc();
     }
 
+    /// Adds the database journal's counters (`idgate_db_*`) to every scrape.
+    pub fn watch_journal(&mut self, stats: Arc<JournalStats>) {
+        self.registry
+            .register_collector(Box::new(JournalCollector(stats)));
+    }
+
     /// The OpenMetrics text, with the gauges read now.
     pub fn encode(&self, active_calls: u64, draining: bool) -> String {
         self.active_calls
@@ -220,6 +229,52 @@ impl Metrics {
             tracing::error!(error = %e, "metrics not encoded");
         }
         text
+    }
+}
+
+/// The database journal's counters (`store::journal`), read at each scrape.
+#[derive(Debug)]
+struct JournalCollector(Arc<JournalStats>);
+
+impl Collector for JournalCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let j = &self.0;
+        let counters = [
+            (
+                "db_writes",
+                "Database writes committed by the journal",
+                &j.written,
+            ),
+            (
+                "db_writes_failed",
+                "Database writes refused for a reason of their own (each logged)",
+                &j.failed,
+            ),
+            (
+                "db_records_lost",
+                "Call records dropped: the write queue was full (database away too long)",
+                &j.lost,
+            ),
+            (
+                "db_batches",
+                "Transactions the journal committed",
+                &j.batches,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let queued =
+            ConstGauge::new(i64::try_from(j.queued.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let metric = encoder.encode_descriptor(
+            "db_writes_queued",
+            "Database writes waiting in the journal now",
+            None,
+            queued.metric_type(),
+        )?;
+        queued.encode(metric)
     }
 }
 
@@ -246,21 +301,54 @@ impl Collector for MediaCollector {
                 "RTP datagrams received",
                 &c.packets_received,
             ),
+            (
+                "rtp_frames_skipped",
+                "RTP frames never sent because the media pump fell more than 3 frames behind",
+                &c.frames_skipped,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value.load(Ordering::Relaxed));
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
-        let streams =
-            ConstGauge::new(i64::try_from(c.streams.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let gauges = [
+            ("media_streams", "RTP streams open now", &c.streams),
+            (
+                "media_streams_paced",
+                "RTP streams the media pump paces now (started, bridged ones included)",
+                &c.paced,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge =
+                ConstGauge::new(i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        let lateness = ConstLateness(c.lateness.snapshot());
         let metric = encoder.encode_descriptor(
-            "media_streams",
-            "RTP streams open now",
+            "rtp_send_lateness_seconds",
+            "How late the media pump handed each RTP frame to the kernel, after its 20 ms deadline",
             None,
-            streams.metric_type(),
+            lateness.metric_type(),
         )?;
-        streams.encode(metric)
+        lateness.encode(metric)
+    }
+}
+
+/// The lateness histogram as read at a scrape (prometheus-client has no constant histogram).
+#[derive(Debug)]
+struct ConstLateness(LatenessSnapshot);
+
+impl EncodeMetric for ConstLateness {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        encoder.encode_histogram::<NoLabelSet>(s.sum_seconds(), s.count(), &s.buckets(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -304,6 +392,10 @@ mod tests {
             "idgate_draining 1",
             "idgate_rtp_packets_sent_total 1234",
             "idgate_media_streams 3",
+            "idgate_media_streams_paced 0",
+            "idgate_rtp_send_lateness_seconds_count 0",
+            r#"idgate_rtp_send_lateness_seconds_bucket{le="0.0001"} 0"#,
+            r#"idgate_rtp_send_lateness_seconds_bucket{le="+Inf"} 0"#,
             "# EOF",
         ] {
             assert!(

@@ -105,6 +105,8 @@ fn readiness_metrics_and_the_calls_api() {
         "idgate_spoofing_attempts_total 1",
         "idgate_active_calls 0",
         "idgate_draining 0",
+        "idgate_db_records_lost_total 0",
+        "idgate_db_writes_failed_total 0",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
@@ -117,6 +119,13 @@ fn readiness_metrics_and_the_calls_api() {
         .and_then(|v| v.parse().ok())
         .expect("a packet counter");
     assert!(sent > 0, "the greeting was sent: {sent}");
+    // The call's rows went through the journal (the call, its answer, verdict, end...).
+    let written: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("idgate_db_writes_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("a database write counter");
+    assert!(written >= 4, "the call's rows were written: {written}");
 
     // The OpenAPI document describes what was just used.
     let (status, doc) = idgate.http("GET", "/v1/openapi.json", &[], "");

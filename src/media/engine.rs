@@ -1,33 +1,34 @@
-//! The media engine: RTP port allocation and ONE pump task that paces every stream.
+//! The media engine: RTP port allocation, the streams' sockets, and ONE pump thread that paces
+//! every stream (`pump`).
 //!
-//! Each started stream has absolute 20 ms deadlines counted from its start time, so calls are
-//! naturally staggered across the frame. The pump sleeps until the earliest deadline (at least
-//! [`BATCH_WINDOW`] after its last pass), then sends every stream's due frames with non-blocking
-//! `try_send_to`. A later step replaces the per-packet send with `sendmmsg` batches.
+//! Each started stream gets absolute 20 ms deadlines from a start placed in the least loaded
+//! millisecond of the frame (`schedule::Stagger`), so calls are spread over the frame. The pump
+//! sleeps until the earliest deadline (at least [`BATCH_WINDOW`] after its last pass), then
+//! sends the frames due, measuring how late each one is ([`LatenessHistogram`]). `pump.rs`
+//! says why it is a thread and why each packet is one `try_send_to`.
 
-use std::collections::{HashMap, HashSet};
+mod lateness;
+mod pump;
+mod schedule;
+mod socket;
+
+pub use lateness::{LATENESS_BUCKETS_US, LatenessHistogram, LatenessSnapshot};
+pub use pump::BATCH_WINDOW;
+pub use schedule::{FRAME, MAX_CATCH_UP};
+pub use socket::RtpSocket;
+
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::PromptId;
 use super::g711::Codec;
-use super::playout::Playout;
 use super::prompts::PromptSet;
-use super::stream::{MediaEvent, MediaStream, StreamShared};
-
-/// The RTP frame interval.
-pub const FRAME: Duration = Duration::from_millis(20);
-/// The least time between two pump passes: frames due within it are sent together.
-pub const BATCH_WINDOW: Duration = Duration::from_millis(2);
-/// The most frames one stream sends in one pass when the pump fell behind; older ones are
-/// skipped (the timestamp jumps, the sequence number does not).
-pub const MAX_CATCH_UP: u32 = 3;
+use super::stream::{MediaStream, StreamShared};
 
 /// Where RTP sockets are bound.
 #[derive(Debug, Clone)]
@@ -62,6 +63,12 @@ pub struct MediaCounters {
     pub packets_received: AtomicU64,
     /// Streams open now.
     pub streams: AtomicU64,
+    /// Streams the pump paces now (started and not yet dropped; bridged ones included).
+    pub paced: AtomicU64,
+    /// Frames never sent because the pump fell more than [`MAX_CATCH_UP`] frames behind.
+    pub frames_skipped: AtomicU64,
+    /// How late the pump sent each frame, from its 20 ms deadline to just before the send.
+    pub lateness: LatenessHistogram,
 }
 
 /// The shared media engine. Cheap to clone.
@@ -74,16 +81,25 @@ pub struct MediaEngine {
 }
 
 impl MediaEngine {
-    /// Starts the engine, spawning its pump on the current tokio runtime (panics outside one).
-    /// The pump ends when the engine and all its streams are dropped.
+    /// Starts the engine: the pump thread, and a task on the current tokio runtime that
+    /// forwards the streams' commands to it (panics outside a runtime, or if the OS refuses a
+    /// thread). The pump ends when the engine and all its streams are dropped, or the runtime
+    /// shuts down.
     pub fn start(config: MediaConfig) -> Self {
         let (commands, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(pump(receiver));
+        let (to_pump, from_streams) = std::sync::mpsc::channel();
+        tokio::spawn(forward(receiver, to_pump));
+        let counters = Arc::<MediaCounters>::default();
+        let pump_counters = Arc::clone(&counters);
+        std::thread::Builder::new()
+            .name("media-pump".into())
+            .spawn(move || pump::run(from_streams, pump_counters))
+            .expect("the OS refused a thread for the media pump");
         MediaEngine {
             ports: Arc::new(Mutex::new(PortPool::new(config.port_min, config.port_max))),
             config: Arc::new(config),
             commands,
-            counters: Arc::default(),
+            counters,
         }
     }
 
@@ -96,7 +112,7 @@ impl MediaEngine {
     pub async fn open(&self, prompts: Arc<PromptSet>) -> Result<MediaStream, MediaError> {
         let (socket, lease) = self.bind()?;
         let local = socket.local_addr()?;
-        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let socket = RtpSocket::from_std(socket)?;
         Ok(MediaStream::new(
             socket,
             local,
@@ -125,6 +141,19 @@ impl MediaEngine {
             }
         }
         Err(MediaError::NoPorts)
+    }
+}
+
+/// Moves commands from the streams' tokio channel (what `MediaStream` holds) to the pump's std
+/// channel, which the pump thread can wait on with a precise timeout.
+async fn forward(
+    mut from_streams: mpsc::UnboundedReceiver<Command>,
+    to_pump: std::sync::mpsc::Sender<Command>,
+) {
+    while let Some(command) = from_streams.recv().await {
+        if to_pump.send(command).is_err() {
+            return;
+        }
     }
 }
 
@@ -226,174 +255,9 @@ pub(crate) enum Control {
     Stop,
 }
 
-/// When a stream's frames are due: absolute deadlines every 20 ms from its start.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FrameClock {
-    next_due: Instant,
-}
-
-/// Frames to send now, and frames to skip because the pump fell too far behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Due {
-    send: u32,
-    skip: u32,
-}
-
-impl FrameClock {
-    fn new(start: Instant) -> Self {
-        FrameClock { next_due: start }
-    }
-
-    /// The frames due at `now`; moves the deadline past them.
-    fn poll(&mut self, now: Instant) -> Due {
-        if now < self.next_due {
-            return Due { send: 0, skip: 0 };
-        }
-        let behind = now.duration_since(self.next_due).as_micros() / FRAME.as_micros();
-        let due = u32::try_from(behind + 1).unwrap_or(u32::MAX);
-        self.next_due += FRAME * due;
-        let send = due.min(MAX_CATCH_UP);
-        Due {
-            send,
-            skip: due - send,
-        }
-    }
-}
-
-/// One started stream, as the pump sees it.
-struct Paced {
-    shared: Arc<StreamShared>,
-    playout: Playout,
-    clock: FrameClock,
-}
-
-/// The pump: applies commands and sends due frames until every sender is gone.
-async fn pump(mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut streams: HashMap<u64, Paced> = HashMap::new();
-    let mut packet = Vec::with_capacity(256);
-    let mut wake: Option<Instant> = None;
-    loop {
-        let sleep = async move {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            command = commands.recv() => match command {
-                Some(command) => apply(&mut streams, command, &mut wake),
-                None => return,
-            },
-            () = sleep => {
-                let now = Instant::now();
-                let earliest = send_due(&mut streams, now, &mut packet);
-                wake = earliest.map(|at| at.max(now + BATCH_WINDOW));
-            }
-        }
-    }
-}
-
-fn apply(streams: &mut HashMap<u64, Paced>, command: Command, wake: &mut Option<Instant>) {
-    match command {
-        Command::Start {
-            shared,
-            prompts,
-            codec,
-        } => {
-            let now = Instant::now();
-            let clock = FrameClock::new(now);
-            let playout = Playout::new(prompts, codec);
-            streams.insert(
-                shared.id(),
-                Paced {
-                    shared,
-                    playout,
-                    clock,
-                },
-            );
-            *wake = Some(wake.map_or(now, |w| w.min(now)));
-        }
-        Command::Control { id, action } => {
-            let Some(stream) = streams.get_mut(&id) else {
-                tracing::debug!(stream = id, "media control before start ignored");
-                return;
-            };
-            match action {
-                Control::Play(prompt, then_hold) => stream.playout.play(prompt, then_hold),
-                Control::Hold => stream.playout.hold(),
-                Control::Silence => stream.playout.silence(),
-                Control::Stop => stream.playout.stop(),
-            }
-        }
-        Command::Remove { id } => {
-            streams.remove(&id);
-        }
-    }
-}
-
-/// Sends every stream's due frames; returns the earliest next deadline.
-fn send_due(
-    streams: &mut HashMap<u64, Paced>,
-    now: Instant,
-    packet: &mut Vec<u8>,
-) -> Option<Instant> {
-    let mut earliest: Option<Instant> = None;
-    for stream in streams.values_mut() {
-        let due = stream.clock.poll(now);
-        if due.skip > 0 {
-            tracing::debug!(
-                stream = stream.shared.id(),
-                frames = due.skip,
-                "media pump behind; frames skipped"
-            );
-            stream.playout.skip(due.skip);
-        }
-        for _ in 0..due.send {
-            let (frame, finished) = stream.playout.next_frame();
-            if let Some(frame) = frame {
-                frame.write_packet(packet);
-                stream.shared.send_to_remote(packet);
-            }
-            if let Some(prompt) = finished {
-                stream.shared.emit(MediaEvent::PromptDone(prompt));
-            }
-        }
-        let next = stream.clock.next_due;
-        earliest = Some(earliest.map_or(next, |e| e.min(next)));
-    }
-    earliest
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frame_clock_sends_on_time_and_catches_up_a_little() {
-        let start = Instant::now();
-        let mut clock = FrameClock::new(start);
-        assert_eq!(clock.poll(start), Due { send: 1, skip: 0 });
-        assert_eq!(
-            clock.poll(start + Duration::from_millis(10)),
-            Due { send: 0, skip: 0 }
-        );
-        assert_eq!(
-            clock.poll(start + Duration::from_millis(21)),
-            Due { send: 1, skip: 0 }
-        );
-        // 45 ms late: three frames due (at 40, 60 and 80 ms).
-        assert_eq!(
-            clock.poll(start + Duration::from_millis(85)),
-            Due { send: 3, skip: 0 }
-        );
-        assert_eq!(clock.next_due, start + Duration::from_millis(100));
-        // A 200 ms stall: frames 100..=300 are due, 3 are sent, the rest skipped.
-        assert_eq!(
-            clock.poll(start + Duration::from_millis(300)),
-            Due { send: 3, skip: 8 }
-        );
-        assert_eq!(clock.next_due, start + Duration::from_millis(320));
-    }
 
     #[test]
     fn port_pool_uses_even_ports_round_robin() {

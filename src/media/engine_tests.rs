@@ -137,56 +137,7 @@ async fn telephone_event_yields_one_dtmf_event() {
     assert_eq!(format!("{:?}", MediaEvent::Dtmf('5')), "Dtmf(<redacted>)");
 }
 
-/// Sends `datagram` from `from` to `to` until `receiver` gets a packet with its SSRC, which is
-/// returned (the first sends may race the peer's latching).
-async fn relay_through(
-    from: &UdpSocket,
-    to: SocketAddr,
-    receiver: &UdpSocket,
-    datagram: &[u8],
-) -> Vec<u8> {
-    let ssrc = rtp::parse(datagram).unwrap().header.ssrc;
-    let attempt = async {
-        loop {
-            from.send_to(datagram, to).await.unwrap();
-            let mut buf = vec![0u8; 2048];
-            while let Ok(Ok((len, _))) =
-                timeout(Duration::from_millis(100), receiver.recv_from(&mut buf)).await
-            {
-                if rtp::parse(&buf[..len]).is_ok_and(|p| p.header.ssrc == ssrc) {
-                    return buf[..len].to_vec();
-                }
-            }
-        }
-    };
-    timeout(WAIT, attempt).await.expect("packet not relayed")
-}
-
-#[tokio::test]
-async fn bridge_relays_both_ways_untouched() {
-    let engine = engine(47400, 47499);
-    let a = engine.open(prompts()).await.unwrap();
-    let b = engine.open(prompts()).await.unwrap();
-    let (far_a, far_a_addr) = far_end().await;
-    let (far_b, _) = far_end().await;
-    a.start(far_a_addr, Codec::Pcmu, Some(101));
-    a.hold();
-    // The queue leg is signalled with a dead address; symmetric RTP latches to far_b.
-    b.set_remote(SocketAddr::new(LOCALHOST, 9));
-    a.bridge(&b);
-    let latch = packet(true, 0, 1, 1, 0xB0, &[0xFF; 160]);
-    far_b.send_to(&latch, b.local_addr()).await.unwrap();
-    let to_b = packet(false, 0, 777, 123_456, 0xA1, &[1; 160]);
-    assert_eq!(
-        relay_through(&far_a, a.local_addr(), &far_b, &to_b).await,
-        to_b
-    );
-    let to_a = packet(true, 8, 4242, 999, 0xB1, &[2; 160]);
-    assert_eq!(
-        relay_through(&far_b, b.local_addr(), &far_a, &to_a).await,
-        to_a
-    );
-}
+// The relay (bridge) tests are in `relay_tests.rs`.
 
 #[tokio::test]
 async fn port_range_exhaustion_and_release() {

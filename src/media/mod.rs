@@ -58,14 +58,19 @@ impl PromptId {
 pub mod dtmf;
 pub mod engine;
 pub mod g711;
+pub mod inband;
 pub mod playout;
 pub mod prompts;
+pub mod relay;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod stream;
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod relay_tests;
 
 pub use engine::{MediaConfig, MediaCounters, MediaEngine, MediaError};
 pub use g711::Codec;

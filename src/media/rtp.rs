@@ -1,7 +1,8 @@
 //! RTP fixed header (RFC 3550 §5.1): build and parse.
 //!
-//! Hand-written: idgate needs only the 12-byte fixed header of plain RTP (no SRTP yet), and
-//! the relay forwards packets untouched, so a header codec is all there is to it.
+//! Hand-written: idgate needs only the 12-byte fixed header of plain RTP (no SRTP yet): it
+//! builds it for playout, and the relay rewrites SSRC, sequence number, timestamp and marker in
+//! place, so a header codec is all there is to it.
 
 use thiserror::Error;
 
@@ -111,6 +112,44 @@ pub fn parse(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpError> {
     })
 }
 
+/// Whether a datagram that arrived on an RTP port is RTCP (RFC 5761 §4: the second byte of
+/// RTCP packets is a packet type in 192..=223, which RTP never uses as marker + payload type).
+pub fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.get(1).is_some_and(|b| (192..=223).contains(b))
+}
+
+/// The header fields the relay rewrites (RFC 3550 §5.1, §7.2: a translator that changes the
+/// stream's identity keeps its own SSRC, sequence and timestamp space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Set the marker bit (the first packet after a switch of source, RFC 3551 §4.1).
+    pub marker: bool,
+    /// The new sequence number.
+    pub sequence: u16,
+    /// The new timestamp.
+    pub timestamp: u32,
+    /// The new SSRC.
+    pub ssrc: u32,
+}
+
+/// Rewrites the fixed header of an RTP datagram in place (payload, CSRCs, extension and
+/// payload type untouched; the marker bit is only ever set, never cleared).
+pub fn rewrite(datagram: &mut [u8], rewrite: &Rewrite) -> Result<(), RtpError> {
+    let Some(header) = datagram.get_mut(..HEADER_LEN) else {
+        return Err(RtpError::TooShort {
+            len: datagram.len(),
+            needed: HEADER_LEN,
+        });
+    };
+    if rewrite.marker {
+        header[1] |= 0x80;
+    }
+    header[2..4].copy_from_slice(&rewrite.sequence.to_be_bytes());
+    header[4..8].copy_from_slice(&rewrite.timestamp.to_be_bytes());
+    header[8..12].copy_from_slice(&rewrite.ssrc.to_be_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +222,38 @@ mod tests {
         for len in 0..noise.len() {
             let _ = parse(&noise[..len]);
         }
+    }
+
+    #[test]
+    fn rewrite_changes_only_the_identity_fields() {
+        let mut datagram = header().to_bytes().to_vec();
+        datagram[1] &= 0x7F; // no marker
+        datagram.extend_from_slice(&[5, 6]);
+        let new = Rewrite {
+            marker: true,
+            sequence: 7,
+            timestamp: 8,
+            ssrc: 9,
+        };
+        rewrite(&mut datagram, &new).unwrap();
+        let packet = parse(&datagram).unwrap();
+        let expected = RtpHeader {
+            marker: true,
+            payload_type: 101,
+            sequence: 7,
+            timestamp: 8,
+            ssrc: 9,
+        };
+        assert_eq!((packet.header, packet.payload), (expected, &[5u8, 6][..]));
+        assert!(rewrite(&mut datagram[..11], &new).is_err());
+    }
+
+    #[test]
+    fn rtcp_is_told_from_rtp() {
+        assert!(is_rtcp(&[0x81, 200, 0, 6])); // SR
+        assert!(is_rtcp(&[0x81, 201, 0, 1])); // RR
+        assert!(!is_rtcp(&header().to_bytes())); // marker + PT 101 = 229
+        assert!(!is_rtcp(&[0x80, 0x80])); // marker + PCMU
+        assert!(!is_rtcp(&[0x80]));
     }
 }
