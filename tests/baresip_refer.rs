@@ -477,7 +477,8 @@ fn baresip_accepts_idgates_refer_but_cannot_follow_it_and_idgate_falls_back_to_b
     assert!(row.ended_at.is_some(), "the call's end was never recorded");
     assert_eq!(row.caller, CALLER);
     assert_eq!(row.status, Some(idgate::store::CallStatus::Verified));
-    assert_eq!(row.transfer_mode, Some(idgate::config::Transfer::Refer));
+    // The route says REFER; the row says how the call really went after the fallback.
+    assert_eq!(row.transfer_mode, Some(idgate::config::Transfer::B2bua));
     assert_eq!(
         row.transfer_outcome,
         Some(idgate::store::TransferOutcome::Connected)

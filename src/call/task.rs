@@ -9,6 +9,7 @@ use tokio::time::timeout;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use crate::config::Transfer;
 use crate::flow::{Action, Flow, Input, Lookup, Outcome, Target, TransferMode};
 use crate::identity::headers::{encode_uri_headers, identity_headers_with_token};
 use crate::identity::token::CallFacts;
@@ -26,6 +27,12 @@ use super::setup::{self, Answered};
 
 /// How long idgate waits for the final response to its REFER.
 const REFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+/// How long a push check (the anti push-bombing limits, in the database) may take before the
+/// call goes on without a push. The journal answers a check in milliseconds, or at once with
+/// an error while it knows the database is away; but a check queued while the journal is
+/// still retrying earlier writes (or while the pool waits to connect) would otherwise wait for
+/// the whole outage, and the call task with it (no hand-off, no hang-up handled).
+const PUSH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The queue leg and its media stream.
 struct Queue {
@@ -477,10 +484,16 @@ impl Call<'_> {
         };
         let target = PushTarget { caller, person };
         let store = &self.services.store;
-        match store
-            .begin_push(self.id, target, &self.services.limits, SystemTime::now())
+        let check = store.begin_push(self.id, target, &self.services.limits, SystemTime::now());
+        let checked = timeout(PUSH_CHECK_TIMEOUT, check)
             .await
-        {
+            .unwrap_or_else(|_| {
+                Err(crate::store::StoreError::Unavailable {
+                    op: "begin_push",
+                    detail: format!("no answer within {PUSH_CHECK_TIMEOUT:?}"),
+                })
+            });
+        match checked {
             Ok(PushDecision::Allowed(attempt)) => self.attempt = Some(attempt),
             Ok(PushDecision::Refused(refusal)) => {
                 info!(?refusal, "push refused by the anti push-bombing limits");
@@ -555,6 +568,13 @@ impl Call<'_> {
                 .to_string(),
         };
         let headers = self.identity_headers();
+        if mode == TransferMode::B2bua && route.transfer == Transfer::Refer {
+            // The REFER was refused: the call row says how the call really went.
+            self.services.store.record(Record::TransferMode {
+                id: self.id,
+                mode: Transfer::B2bua,
+            });
+        }
         match mode {
             TransferMode::Refer => self.refer(&uri, &headers),
             TransferMode::B2bua => self.invite_queue(uri, headers).await,

@@ -244,6 +244,21 @@ pub(super) async fn record_verdict_on(
     found(op, id, done.rows_affected())
 }
 
+pub(super) async fn set_transfer_mode_on(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    mode: Transfer,
+) -> Result<(), StoreError> {
+    let op = "set_transfer_mode";
+    let done = sqlx::query("UPDATE calls SET transfer_mode = $1 WHERE id = $2")
+        .bind(mode.as_str())
+        .bind(id.to_string())
+        .execute(conn)
+        .await
+        .map_err(StoreError::query(op))?;
+    found(op, id, done.rows_affected())
+}
+
 pub(super) async fn finish_call_on(
     conn: &mut AnyConnection,
     id: Uuid,

@@ -33,9 +33,11 @@ use super::audit::{
 };
 use super::calls::{
     NewCall, TransferOutcome, finish_call_on, insert_call_on, mark_answered_on, record_verdict_on,
+    set_transfer_mode_on,
 };
 use super::evidence::insert_evidence;
 use super::{Backend, PushDecision, Store, StoreError};
+use crate::config::Transfer;
 use crate::identity::{Method, Verdict};
 
 /// Writes the queue holds while the database is slow or away (about 10,000 calls' worth).
@@ -74,6 +76,13 @@ pub enum Record {
         verdict: Verdict,
         /// When it was reached.
         at: SystemTime,
+    },
+    /// The hand-off mode changed (a refused REFER fell back to B2BUA).
+    TransferMode {
+        /// idgate's call id.
+        id: Uuid,
+        /// The mode used now.
+        mode: Transfer,
     },
     /// How the hand-off ended, and when the call ended.
     Ended {
@@ -115,9 +124,10 @@ impl Record {
     fn key(&self) -> Option<Uuid> {
         match self {
             Record::Call(call) => Some(call.id),
-            Record::Answered { id, .. } | Record::Verdict { id, .. } | Record::Ended { id, .. } => {
-                Some(*id)
-            }
+            Record::Answered { id, .. }
+            | Record::Verdict { id, .. }
+            | Record::TransferMode { id, .. }
+            | Record::Ended { id, .. } => Some(*id),
             // Written only after its push check has committed: any writer keeps the order.
             Record::PushEnded { attempt, .. } => Some(*attempt),
             Record::VerificationEvent(event) => Some(event.call_id),
@@ -131,6 +141,7 @@ impl Record {
             Record::Call(_) => "insert_call",
             Record::Answered { .. } => "mark_answered",
             Record::Verdict { .. } => "record_verdict",
+            Record::TransferMode { .. } => "set_transfer_mode",
             Record::Ended { .. } => "finish_call",
             Record::PushEnded { .. } => "end_push",
             Record::VerificationEvent(_) => "record_verification_event",
@@ -332,8 +343,8 @@ impl Store {
     }
 
     /// The journal's counters.
-    pub fn journal_stats(&self) -> &JournalStats {
-        &self.journal.stats
+    pub fn journal_stats(&self) -> Arc<JournalStats> {
+        Arc::clone(&self.journal.stats)
     }
 }
 
@@ -472,6 +483,7 @@ async fn apply(
         Record::Call(call) => insert_call_on(conn, call).await,
         Record::Answered { id, at } => mark_answered_on(conn, *id, *at).await,
         Record::Verdict { id, verdict, at } => record_verdict_on(conn, *id, verdict, *at).await,
+        Record::TransferMode { id, mode } => set_transfer_mode_on(conn, *id, *mode).await,
         Record::Ended { id, outcome, at } => finish_call_on(conn, *id, *outcome, *at).await,
         Record::PushEnded {
             attempt,

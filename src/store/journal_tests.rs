@@ -45,7 +45,15 @@ async fn a_bad_write_fails_alone_and_order_is_kept(store: Store) {
     store.record(Record::Call(call(a)));
     store.record(Record::Call(call(a)));
     store.record(Record::Answered { id: a, at });
-    store.record(Record::Call(call(b)));
+    store.record(Record::Call(NewCall {
+        transfer_mode: Some(Transfer::Refer),
+        ..call(b)
+    }));
+    // The REFER was refused and the call fell back to B2BUA.
+    store.record(Record::TransferMode {
+        id: b,
+        mode: Transfer::B2bua,
+    });
     store.record(Record::Ended {
         id: b,
         outcome: TransferOutcome::Connected,
