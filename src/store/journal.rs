@@ -243,18 +243,16 @@ impl Journal {
             work: Work::Record(record),
             reply: None,
         };
-        match writer.try_send(job) {
-            Ok(()) => {
-                self.stats.queued.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                let lost = self.stats.lost.fetch_add(1, Ordering::Relaxed) + 1;
-                let why = match e {
-                    mpsc::error::TrySendError::Full(_) => "the write queue is full",
-                    mpsc::error::TrySendError::Closed(_) => "the database writer has stopped",
-                };
-                self.log_loss(name, why, lost);
-            }
+        // Counted before the send: the writer may take it (and count it out) at once.
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = writer.try_send(job) {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            let lost = self.stats.lost.fetch_add(1, Ordering::Relaxed) + 1;
+            let why = match e {
+                mpsc::error::TrySendError::Full(_) => "the write queue is full",
+                mpsc::error::TrySendError::Closed(_) => "the database writer has stopped",
+            };
+            self.log_loss(name, why, lost);
         }
     }
 
@@ -288,11 +286,11 @@ impl Journal {
             work,
             reply: Some(reply),
         };
-        writer
-            .send(job)
-            .await
-            .map_err(|_| StoreError::WriterStopped { op })?;
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if writer.send(job).await.is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::WriterStopped { op });
+        }
         answer.await.map_err(|_| StoreError::WriterStopped { op })?
     }
 
