@@ -9,8 +9,9 @@
 //! runs it in one transaction on its connection, commits once, and answers whoever waits
 //! ([`Store::commit`], [`Store::begin_push`], [`Store::flush`]).
 //!
-//! - Order: one queue and one writer, so a call's writes land in the order they were made
-//!   (the row before its updates), and a push check sees the attempts queued before it.
+//! - Order: one queue per writer and a call's writes always on the same writer, so they land
+//!   in the order they were made (the row before its updates), and a push check sees the
+//!   attempts queued before it. A push check commits on its own (see [`run`]).
 //! - A statement that fails for a reason of its own (a constraint) would spoil the batch
 //!   (PostgreSQL aborts the transaction): the batch is rolled back and each write runs alone,
 //!   so only the bad one fails.
@@ -19,6 +20,7 @@
 //!   database answers again, retried with backoff. The queue holds [`QUEUE`] writes; beyond
 //!   that a record is dropped, counted in [`JournalStats::lost`] and logged.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -352,67 +354,154 @@ async fn run(
     mut queue: mpsc::Receiver<Job>,
     stats: Arc<JournalStats>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut failures = FailureLog::default();
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        stats
-            .queued
-            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        write(&pool, backend, &mut batch, &stats, &mut failures).await;
-        batch.clear();
+    let mut writer = Writer {
+        pool,
+        backend,
+        stats,
+        failures: FailureLog::default(),
+        pending: VecDeque::with_capacity(MAX_BATCH),
+        backoff: FIRST_BACKOFF,
+    };
+    let mut received = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if writer.pending.is_empty() {
+            if queue.recv_many(&mut received, MAX_BATCH).await == 0 {
+                return;
+            }
+        } else {
+            // Top up without waiting, so a batch takes what has queued meanwhile.
+            let room = MAX_BATCH.saturating_sub(writer.pending.len());
+            while received.len() < room {
+                match queue.try_recv() {
+                    Ok(job) => received.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        writer.pending.extend(received.drain(..));
+        let mut batch = writer.next_batch();
+        if batch.is_empty() {
+            continue;
+        }
+        if let Err(e) = writer.write(&mut batch).await {
+            // The database is away: tell every waiter now, queued ones included (a push
+            // check cannot wait out an outage), keep the records, try again later.
+            while let Ok(job) = queue.try_recv() {
+                writer.pending.push_back(job);
+            }
+            writer.hold(batch, &e);
+            tokio::time::sleep(writer.backoff).await;
+            writer.backoff = (writer.backoff * 2).min(MAX_BACKOFF);
+        } else {
+            writer.backoff = FIRST_BACKOFF;
+        }
     }
 }
 
-/// Writes one batch: in one transaction, or each job alone if a statement failed, or again
-/// later if the database is away (answering the waiting jobs at once).
-async fn write(
-    pool: &AnyPool,
+/// One writer task's state: what it has taken from its queue and not finished yet.
+struct Writer {
+    pool: AnyPool,
     backend: Backend,
-    batch: &mut Vec<Job>,
-    stats: &JournalStats,
-    failures: &mut FailureLog,
-) {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
+    stats: Arc<JournalStats>,
+    failures: FailureLog,
+    /// Jobs in order, oldest first (records kept through an outage stay at the front).
+    pending: VecDeque<Job>,
+    backoff: Duration,
+}
+
+impl Writer {
+    /// The next transaction's jobs, from the front of `pending`: the records up to the next
+    /// push check, or that push check alone. A push check is a transaction of its own: its
+    /// PostgreSQL advisory locks are then the only ones held, taken in one order (caller,
+    /// then person), so two writers or instances never wait on each other in a cycle, as they
+    /// could if one transaction held several pushes' locks. A push check whose caller has
+    /// stopped waiting (its call timed out or ended) is not run: it would record an attempt
+    /// nobody ends.
+    fn next_batch(&mut self) -> Vec<Job> {
+        let mut batch = Vec::new();
+        while let Some(job) = self.pending.pop_front() {
+            if let Work::Push(_) = job.work {
+                if job.reply.as_ref().is_none_or(|r| r.is_closed()) {
+                    self.done(1);
+                    continue;
+                }
+                if batch.is_empty() {
+                    batch.push(job);
+                } else {
+                    self.pending.push_front(job);
+                }
+                break;
+            }
+            batch.push(job);
+            if batch.len() == MAX_BATCH {
+                break;
+            }
+        }
+        batch
+    }
+
+    /// Writes one batch: in one transaction, or each job alone if a statement failed.
+    /// `Err`: the database is away (transient); nothing was written and nobody told.
+    async fn write(&mut self, batch: &mut Vec<Job>) -> Result<(), StoreError> {
+        let (pool, backend) = (&self.pool, self.backend);
         match in_one_transaction(pool, backend, batch).await {
             Ok(results) => {
-                stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.done(batch.len());
                 for (job, result) in batch.drain(..).zip(results) {
-                    deliver(job, result, stats, failures);
+                    deliver(job, result, &self.stats, &mut self.failures);
                 }
-                return;
+                Ok(())
             }
-            Err(e) if e.is_transient() => {
-                for job in batch.iter_mut() {
-                    if let Some(reply) = job.reply.take() {
-                        // The waiter may have gone (its call ended): nothing to tell then.
-                        let _ = reply.send(Err(StoreError::Unavailable {
-                            op: job_name(&job.work),
-                            detail: e.to_string(),
-                        }));
-                    }
-                }
-                // What nobody waits for is kept for when the database answers again.
-                batch.retain(|job| matches!(job.work, Work::Record(_)));
-                if batch.is_empty() {
-                    return;
-                }
-                failures.unavailable(&e, batch.len());
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+            Err(e) if e.is_transient() => Err(e),
             Err(_) => {
                 // One write spoiled the batch: each alone, so only that one fails.
+                self.done(batch.len());
                 for job in batch.drain(..) {
                     let result = alone(pool, backend, &job.work).await;
                     if result.is_ok() {
-                        stats.batches.fetch_add(1, Ordering::Relaxed);
+                        self.stats.batches.fetch_add(1, Ordering::Relaxed);
                     }
-                    deliver(job, result, stats, failures);
+                    deliver(job, result, &self.stats, &mut self.failures);
                 }
-                return;
+                Ok(())
             }
         }
+    }
+
+    /// After a failed attempt: answers every waiter in `batch` and `pending` with `e`, drops
+    /// the push checks and flushes, keeps the records in order (the batch's first), and drops
+    /// the oldest records beyond [`QUEUE`] (counted as lost).
+    fn hold(&mut self, batch: Vec<Job>, e: &StoreError) {
+        let mut kept = VecDeque::with_capacity(batch.len() + self.pending.len());
+        let pending = std::mem::take(&mut self.pending);
+        for mut job in batch.into_iter().chain(pending) {
+            if let Some(reply) = job.reply.take() {
+                // The waiter may have gone (its call ended): nothing to tell then.
+                let _ = reply.send(Err(StoreError::Unavailable {
+                    op: job_name(&job.work),
+                    detail: e.to_string(),
+                }));
+            }
+            if matches!(job.work, Work::Record(_)) {
+                kept.push_back(job);
+            } else {
+                self.done(1);
+            }
+        }
+        let waiting = kept.len();
+        while kept.len() > QUEUE {
+            kept.pop_front();
+            self.done(1);
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pending = kept;
+        self.failures.unavailable(e, waiting);
+    }
+
+    /// `n` jobs left the journal (written, failed, dropped).
+    fn done(&self, n: usize) {
+        self.stats.queued.fetch_sub(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -426,6 +515,14 @@ async fn in_one_transaction(
     let mut tx = begin(pool, backend, "journal").await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
+        if matches!(job.work, Work::Push(_)) && job.reply.as_ref().is_none_or(|r| r.is_closed()) {
+            // Its call stopped waiting while the database was busy: see `next_batch`.
+            results.push(Err(StoreError::Unavailable {
+                op: "begin_push",
+                detail: "the call stopped waiting".to_owned(),
+            }));
+            continue;
+        }
         let result = apply(&mut tx, backend, &job.work).await;
         if let Err(e) = &result
             && spoils_transaction(e)

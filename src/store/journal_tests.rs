@@ -119,6 +119,11 @@ async fn records_wait_out_an_unavailable_database_and_a_push_check_does_not() {
     drop(held);
     store.flush().await.unwrap();
     assert!(store.get_call(id).await.unwrap().is_some());
+    assert_eq!(
+        push_attempts(&store).await,
+        0,
+        "the refused check never ran"
+    );
     let stats = store.journal_stats();
     assert_eq!(stats.lost.load(Ordering::Relaxed), 0);
     assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
@@ -142,4 +147,43 @@ async fn a_full_queue_drops_and_counts_the_record() {
         assert!(store.get_call(*id).await.unwrap().is_some());
     }
     assert!(store.get_call(ids[3]).await.unwrap().is_none());
+}
+
+async fn push_attempts(store: &Store) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM push_attempts")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_push_check_nobody_waits_for_any_more_is_not_run() {
+    let store = Store::memory().await.unwrap();
+    let id = Uuid::new_v4();
+    store.commit(Record::Call(call(id))).await.unwrap();
+    let held = store.writer.acquire().await.unwrap();
+    let caller = E164::parse("+46701234567", "SE").unwrap();
+    let target = PushTarget {
+        caller: Some(&caller),
+        person: None,
+    };
+    // The call gives up waiting (its own deadline) while the database is busy.
+    let limits = limits();
+    let check = store.begin_push(id, target, &limits, SystemTime::now());
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), check).await;
+    assert!(gave_up.is_err());
+    drop(held);
+    store.flush().await.unwrap();
+    assert_eq!(
+        push_attempts(&store).await,
+        0,
+        "an attempt nobody would end"
+    );
+    // A check someone waits for still runs.
+    let decision = store
+        .begin_push(id, target, &limits, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(matches!(decision, PushDecision::Allowed(_)));
+    assert_eq!(push_attempts(&store).await, 1);
 }

@@ -171,6 +171,9 @@ impl Store {
             AnyConnectOptions::from_str(url).map_err(|source| StoreError::Open { source })?;
         let pool = AnyPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
+            // Not sqlx's 30 s: with the database away, the journal learns it and tells its
+            // waiters (push checks) within seconds; records are kept and retried anyway.
+            .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open { source })?;
