@@ -428,3 +428,123 @@ pub fn assert_ok(name: &str, sipp: &mut Sipp, idgate: &Idgate) {
         idgate.log()
     );
 }
+
+impl Idgate {
+    /// As `start_with_http`, with `store_url` as `[store] url` instead of the SQLite file in
+    /// the test's directory (PostgreSQL through a forwarder the test owns, ...).
+    pub fn start_on_store(
+        store_url: &str,
+        routes: &str,
+        simulator: &str,
+        http_extra: &str,
+        sections: &str,
+    ) -> Idgate {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (sip_port, http_port) = (free_port(), free_port());
+        let (rtp_min, rtp_max) = rtp_range();
+        let dialplans = dir.path().join("dialplans");
+        std::fs::create_dir(&dialplans).expect("dialplan dir");
+        std::fs::write(dialplans.join("10-test.toml"), routes).expect("routes");
+        let config = format!(
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\
+             [media]\nrtp_port_min = {rtp_min}\nrtp_port_max = {rtp_max}\n\
+             [store]\nurl = \"{store_url}\"\n\
+             [dialplan]\ndir = \"{dialplans}\"\n\
+             [provider.simulator]\n{simulator}\n{sections}\n",
+            dialplans = dialplans.display(),
+        );
+        std::fs::write(dir.path().join("idgate.toml"), config).expect("config");
+        let child = Idgate::spawn_serve(dir.path());
+        let idgate = Idgate {
+            child,
+            sip_port,
+            http_port,
+            dir,
+        };
+        idgate.wait_healthy();
+        idgate
+    }
+
+    /// `idgate serve` with the config in `dir`, its log appended to `dir/idgate.log`.
+    fn spawn_serve(dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("idgate.log"))
+            .expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_idgate"))
+            .args(["serve", "--config"])
+            .arg(dir.join("idgate.toml"))
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start idgate")
+    }
+
+    /// SIGKILLs the process (no shutdown of any kind), then starts it again with the same
+    /// config, ports and database; waits until /healthz answers. The log goes on in the same
+    /// file.
+    pub fn kill_and_restart(&mut self) {
+        self.signal("KILL");
+        let exit = self.wait_exit(Duration::from_secs(10));
+        assert!(exit.is_some(), "idgate did not die of SIGKILL");
+        self.child = Idgate::spawn_serve(self.dir.path());
+        self.wait_healthy();
+    }
+
+    /// The value of an unlabelled metric (`idgate_active_calls`) on `/metrics`, if present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = self.http("GET", "/metrics", &[], "");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+}
+
+impl Idgate {
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The value of one labelled series on `/metrics`, by its whole name with labels
+    /// (`idgate_calls_rejected_total{status="403"}`); `0` when the series is absent.
+    pub fn metric_series(&self, series: &str) -> f64 {
+        let (_, text) = self.http("GET", "/metrics", &[], "");
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Sends OPTIONS over UDP (a fresh socket, a new transaction each try, 3 s per try) until
+    /// one is answered or `limit` has passed; the first response's text.
+    pub fn options_within(&self, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        for attempt in 0u32.. {
+            if Instant::now() > deadline {
+                return None;
+            }
+            let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+            socket.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+            let port = socket.local_addr().ok()?.port();
+            let options = format!(
+                "OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKalive{port}x{attempt};rport\r\n\
+                 From: <sip:probe@127.0.0.1>;tag=a{attempt}\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: alive-{port}-{attempt}\r\n\
+                 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            socket.send_to(options.as_bytes(), self.sip_addr()).ok()?;
+            let mut buf = [0u8; 4096];
+            if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        None
+    }
+}
