@@ -309,7 +309,7 @@ fn sink(args: &Args<'_>) -> Result<String, BenchError> {
     let mut rounds = 0u64;
     while Instant::now() < end {
         rounds += 1;
-        if rounds % 20 == 0 && stop_file.as_ref().is_some_and(|f| f.exists()) {
+        if rounds.is_multiple_of(20) && stop_file.as_ref().is_some_and(|f| f.exists()) {
             break;
         }
         for socket in &socks {

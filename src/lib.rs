@@ -6,6 +6,8 @@ pub mod call;
 pub mod cli;
 pub mod config;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod media;
 pub mod metrics;

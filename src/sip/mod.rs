@@ -8,7 +8,8 @@
 #[cfg(test)]
 mod conformance;
 mod dispatch;
-mod intake;
+// `pub(crate)`: the fuzz entry points (`crate::fuzzing`) drive the gate directly.
+pub(crate) mod intake;
 mod leg;
 mod message;
 mod screen;
