@@ -95,8 +95,13 @@ fn no_personal_data_in_any_log_line() {
         .expect("call id")
         .to_owned();
 
-    // 2. "Verify again" with a number the agent typed.
+    // 2. "Verify again" with a number the agent typed, once the call is bridged (the queue
+    // has its INVITE before idgate has the queue's 200).
     let agent = format!("Authorization: Bearer {AGENT_TOKEN}");
+    eventually("the call is bridged to the agent", &idgate, || {
+        let (_, view) = idgate.http("GET", &format!("/agent/api/calls/{call_id}"), &[&agent], "");
+        serde_json::from_str::<Value>(&view).is_ok_and(|v| v["can_reverify"] == true)
+    });
     let path = format!("/agent/api/calls/{call_id}/reverify");
     let body = format!(r#"{{"personal_number":"{AGENT_TYPED}"}}"#);
     let (status, answer) = idgate.http("POST", &path, &[&agent, json], &body);
