@@ -49,6 +49,8 @@ pub(super) struct Pump {
     counters: Arc<MediaCounters>,
     last_pass: Option<Instant>,
     generation: u32,
+    /// This pump's share of `counters.paced` as last reported.
+    paced_reported: u64,
 }
 
 impl Pump {
@@ -62,6 +64,7 @@ impl Pump {
             counters,
             last_pass: None,
             generation: 0,
+            paced_reported: 0,
         }
     }
 
@@ -115,8 +118,16 @@ impl Pump {
             }
             Command::Remove { id } => self.forget(id),
         }
+        // Several pumps share the gauge: each adds its own change.
         let paced = self.streams.len() as u64;
-        self.counters.paced.store(paced, Ordering::Relaxed);
+        if paced > self.paced_reported {
+            let more = paced - self.paced_reported;
+            self.counters.paced.fetch_add(more, Ordering::Relaxed);
+        } else {
+            let fewer = self.paced_reported - paced;
+            self.counters.paced.fetch_sub(fewer, Ordering::Relaxed);
+        }
+        self.paced_reported = paced;
     }
 
     /// Drops a stream (its heap entry goes stale and is skipped when it comes up).
