@@ -54,7 +54,7 @@ impl Idgate {
 
     /// As `start_with`, with whole extra sections (`[limits]`, ...) appended to the config.
     pub fn start_full(routes: &str, simulator: &str, sip_extra: &str, sections: &str) -> Idgate {
-        Idgate::start_on(free_port(), routes, simulator, sip_extra, sections)
+        Idgate::launch(None, routes, simulator, sip_extra, "", sections)
     }
 
     /// As `start_full`, with the HTTP API on a port chosen beforehand (a fake backend that
@@ -66,7 +66,7 @@ impl Idgate {
         sip_extra: &str,
         sections: &str,
     ) -> Idgate {
-        Idgate::launch(http_port, routes, simulator, sip_extra, "", sections)
+        Idgate::launch(Some(http_port), routes, simulator, sip_extra, "", sections)
     }
 
     /// As `start_full`, with extra lines for the `[http]` section (`api_token = "..."`).
@@ -76,10 +76,38 @@ impl Idgate {
         http_extra: &str,
         sections: &str,
     ) -> Idgate {
-        Idgate::launch(free_port(), routes, simulator, "", http_extra, sections)
+        Idgate::launch(None, routes, simulator, "", http_extra, sections)
     }
 
+    /// Starts idgate and waits until it is healthy. The ports are picked free before idgate
+    /// binds them, so a test running beside it can take one in between: then idgate exits with
+    /// "Address already in use" and is started again on other ports (`http_port`: the caller's
+    /// fixed one, kept).
     fn launch(
+        http_port: Option<u16>,
+        routes: &str,
+        simulator: &str,
+        sip_extra: &str,
+        http_extra: &str,
+        sections: &str,
+    ) -> Idgate {
+        const ATTEMPTS: u32 = 3;
+        for attempt in 1..=ATTEMPTS {
+            let port = http_port.unwrap_or_else(free_port);
+            let idgate =
+                Idgate::launch_once(port, routes, simulator, sip_extra, http_extra, sections);
+            if idgate.healthy_within(Duration::from_secs(20)) {
+                return idgate;
+            }
+            let log = idgate.log();
+            if attempt == ATTEMPTS || !log.contains("Address already in use") {
+                panic!("idgate did not become healthy; log:\n{log}");
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn launch_once(
         http_port: u16,
         routes: &str,
         simulator: &str,
@@ -121,22 +149,31 @@ impl Idgate {
             http_port,
             dir,
         };
-        idgate.wait_healthy();
         idgate
     }
 
     fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        if !self.healthy_within(Duration::from_secs(20)) {
+            panic!("idgate did not become healthy; log:\n{}", self.log());
+        }
+    }
+
+    /// Whether /healthz answers 200 within `limit` (false at once if idgate has exited).
+    fn healthy_within(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self
                 .http_get("/healthz")
                 .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
             {
-                return;
+                return true;
+            }
+            if self.log().contains("Address already in use") {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("idgate did not become healthy; log:\n{}", self.log());
+        false
     }
 
     /// A plain HTTP/1.1 GET on the API; the whole response text.
