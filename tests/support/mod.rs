@@ -143,13 +143,12 @@ impl Idgate {
             .stderr(log)
             .spawn()
             .expect("start idgate");
-        let idgate = Idgate {
+        Idgate {
             child,
             sip_port,
             http_port,
             dir,
-        };
-        idgate
+        }
     }
 
     fn wait_healthy(&self) {
