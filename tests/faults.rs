@@ -669,13 +669,11 @@ fn calls_complete_with_ten_percent_signalling_loss_on_both_sides() {
         callers.trace(),
         idgate.log()
     );
-    let status = queue.wait(Duration::from_secs(60));
-    assert!(
-        status.success(),
-        "queue failed ({status})\n--- SIPp trace ---\n{}\n--- idgate log ---\n{}",
-        queue.trace(),
-        idgate.log()
-    );
+    // The queue SIPp's exit status is not asserted: with its own 10% loss it can fail a call
+    // inside SIPp (seen in CI: "queue failed" while every caller completed and every INVITE
+    // reached the queue verified). What idgate owes is asserted below: every call reached the
+    // queue, verified, and none is left active.
+    let _ = queue.wait(Duration::from_secs(60));
     // Not `eventually` (20 s): when every retransmission of a BYE or of its 200 is lost, the
     // transaction ends only at timer F (64*T1 = 32 s) after SIPp has gone.
     let deadline = Instant::now() + Duration::from_secs(70);
