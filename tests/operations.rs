@@ -87,6 +87,27 @@ fn readiness_metrics_and_the_calls_api() {
     );
     let (_, one) = get_json(&idgate, &format!("/v1/calls/{id}"));
     assert_eq!(one["reverifications"], Value::Array(vec![]));
+    // The verification's steps, in order: the simulator's order started, then completed.
+    let steps: Vec<&str> = one["verification_events"]
+        .as_array()
+        .expect("verification events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(steps.first(), Some(&"started"), "{one}");
+    assert_eq!(steps.last(), Some(&"completed"), "{one}");
+    assert_eq!(
+        one["verification_events"][0]["method"], "simulator",
+        "{one}"
+    );
+    // tests/sipp/caller.xml sends identity headers of its own: recorded by name, not value.
+    let security = &one["security_events"];
+    assert_eq!(security.as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(security[0]["kind"], "spoofed-headers");
+    assert_eq!(
+        security[0]["detail"], "X-Identity-Status, X-Identity-Token",
+        "{one}"
+    );
     assert_eq!(one["live"]["phase"], "ended");
     for path in ["/v1/calls", "/v1/events", &format!("/v1/calls/{id}")] {
         assert_eq!(idgate.http("GET", path, &[], "").0, 401, "{path}");

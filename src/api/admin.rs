@@ -7,7 +7,7 @@
 //! | `GET /metrics` | none | OpenMetrics text |
 //! | `GET /v1/openapi.json` | none | the OpenAPI 3.1 document (`assets/openapi.json`) |
 //! | `GET /v1/calls?from&to&status&reason&caller&limit` | bearer | `{"calls": [..]}` from the database, newest first |
-//! | `GET /v1/calls/{id}` | bearer | the stored call, its re-verifications and, while known here, its live view |
+//! | `GET /v1/calls/{id}` | bearer | the stored call, its verification and security events, its re-verifications and, while known here, its live view |
 //! | `GET /v1/events` | bearer | SSE, as `/agent/api/events` |
 //! | `POST /v1/drain` | bearer | 202: the instance drains (new calls 503, exit when the last call ends) |
 
@@ -29,7 +29,7 @@ use super::customers::refuse_without_token;
 use crate::call::{Refusal, Services};
 use crate::config::Token;
 use crate::identity::Reason;
-use crate::store::{CallFilter, CallRow, CallStatus};
+use crate::store::{CallFilter, CallRow, CallStatus, SecurityEvent, StoreError, VerificationEvent};
 use crate::timefmt::{parse_rfc3339, rfc3339_millis};
 
 /// The OpenAPI document of the management API.
@@ -206,12 +206,17 @@ async fn one_call(State(api): State<AdminApi>, Path(id): Path<String>) -> Respon
         return error(StatusCode::NOT_FOUND, "no such call");
     };
     let store = &api.services.store;
-    let (row, reverifications) = match (
-        store.get_call(id).await,
-        store.reverifications_for(id).await,
-    ) {
-        (Ok(row), Ok(reverifications)) => (row, reverifications),
-        (Err(e), _) | (_, Err(e)) => {
+    let read = async {
+        Ok::<_, StoreError>((
+            store.get_call(id).await?,
+            store.reverifications_for(id).await?,
+            store.verification_events_for(id).await?,
+            store.security_events_for(id).await?,
+        ))
+    };
+    let (row, reverifications, verification, security) = match read.await {
+        Ok(read) => read,
+        Err(e) => {
             tracing::warn!(error = %e, "call not read");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -228,8 +233,31 @@ async fn one_call(State(api): State<AdminApi>, Path(id): Path<String>) -> Respon
     };
     let mut body = call_json(&row);
     body["reverifications"] = reverifications.iter().map(|r| r.to_json()).collect();
+    body["verification_events"] = verification.iter().map(verification_event_json).collect();
+    body["security_events"] = security.iter().map(security_event_json).collect();
     body["live"] = serde_json::to_value(live).unwrap_or(Value::Null);
     Json(body).into_response()
+}
+
+/// One step of a verification: the provider, what happened and its token (an order
+/// reference, a hint code or a reason; never a personal identity number).
+fn verification_event_json(event: &VerificationEvent) -> Value {
+    json!({
+        "at": rfc3339_millis(event.at),
+        "method": event.method.as_str(),
+        "kind": event.kind.as_str(),
+        "detail": event.detail,
+    })
+}
+
+/// A spoofing attempt or fraud signal in this call (header names only, never values).
+fn security_event_json(event: &SecurityEvent) -> Value {
+    json!({
+        "at": rfc3339_millis(event.at),
+        "kind": event.kind.as_str(),
+        "detail": event.detail,
+        "source": event.source.map(|ip| ip.to_string()),
+    })
 }
 
 /// A stored call as JSON (never the person: the row holds none).
