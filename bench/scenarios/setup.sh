@@ -148,10 +148,11 @@ setup_run() {
     [[ $via == kamailio ]] && edge_port=$(free_port 127.0.0.2)
 
     # RTP: two streams per call in progress (caller leg + queue leg), one even port each; calls
-    # in progress ~ cps * (hold + set-up), counted here as cps * (hold + 1 s): about twice what
-    # a healthy run needs. Not more: idgate scans the whole range for a free port at each
-    # stream it opens (PortPool::candidates), so a bigger range costs CPU per call.
-    local streams=$((cps * (hold_ms / 1000 + 1) * 2))
+    # in progress ~ cps * (hold + set-up). Counted as cps * (hold + 5 s), several times what a
+    # healthy run needs, so a slow run shows as slow rather than as "no free RTP port" (idgate
+    # takes the next free port after the last one it took, so the size of the range costs
+    # nothing per call).
+    local streams=$((cps * (hold_ms / 1000 + 5) * 2))
     local rtp_max=$((rtp_min + streams * 2 + 200))
     ((rtp_max > 65000)) && rtp_max=65000
 

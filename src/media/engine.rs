@@ -145,7 +145,10 @@ impl MediaEngine {
 
     fn bind(&self) -> Result<(std::net::UdpSocket, PortLease), MediaError> {
         let mut pool = lock(&self.ports);
-        for port in pool.candidates() {
+        for i in 0..pool.count {
+            let Some(port) = pool.free_after_last(i) else {
+                continue;
+            };
             match std::net::UdpSocket::bind((self.config.bind_ip, port)) {
                 Ok(socket) => {
                     socket.set_nonblocking(true)?;
@@ -208,12 +211,21 @@ impl PortPool {
         }
     }
 
-    /// Free ports, starting after the last one taken.
+    /// The `i`th port after the last one taken, if it is free. Asked in turn from 0 until a
+    /// port binds, so a new stream costs a few lookups, not a walk over the whole range.
+    fn free_after_last(&self, i: usize) -> Option<u16> {
+        if self.count == 0 {
+            return None;
+        }
+        let port = self.first + 2 * ((self.next + i) % self.count) as u16;
+        (!self.in_use.contains(&port)).then_some(port)
+    }
+
+    /// Every free port, in the order `bind` tries them.
+    #[cfg(test)]
     fn candidates(&self) -> Vec<u16> {
         (0..self.count)
-            .map(|i| (self.next + i) % self.count)
-            .map(|i| self.first + 2 * i as u16)
-            .filter(|port| !self.in_use.contains(port))
+            .filter_map(|i| self.free_after_last(i))
             .collect()
     }
 

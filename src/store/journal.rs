@@ -11,7 +11,8 @@
 //!
 //! - Order: one queue per writer and a call's writes always on the same writer, so they land
 //!   in the order they were made (the row before its updates), and a push check sees the
-//!   attempts queued before it. A push check commits on its own (see [`run`]).
+//!   attempts queued before it. On PostgreSQL a push check commits on its own; on SQLite it
+//!   takes its turn in the batch (see [`Writer::next_batch`]).
 //! - A statement that fails for a reason of its own (a constraint) would spoil the batch
 //!   (PostgreSQL aborts the transaction): the batch is rolled back and each write runs alone,
 //!   so only the bad one fails.
@@ -410,19 +411,35 @@ struct Writer {
 }
 
 impl Writer {
-    /// The next transaction's jobs, from the front of `pending`: the records up to the next
-    /// push check, or that push check alone. A push check is a transaction of its own: its
-    /// PostgreSQL advisory locks are then the only ones held, taken in one order (caller,
-    /// then person), so two writers or instances never wait on each other in a cycle, as they
-    /// could if one transaction held several pushes' locks. A push check whose caller has
-    /// stopped waiting (its call timed out or ended) is not run: it would record an attempt
-    /// nobody ends.
+    /// The next transaction's jobs, from the front of `pending`.
+    ///
+    /// On PostgreSQL: the records up to the next push check, or that push check alone. A push
+    /// check is a transaction of its own there: its advisory locks are then the only ones
+    /// held, taken in one order (caller, then person), so two writers or instances never wait
+    /// on each other in a cycle, as they could if one transaction held several pushes' locks.
+    ///
+    /// On SQLite the one writer holds the file's write lock for the whole transaction
+    /// (`BEGIN IMMEDIATE`), so push checks take their turn in the batch like records: each
+    /// sees the writes before it, and a busy second sees one commit per batch instead of one
+    /// per push (a transaction per push made the push check, which a call waits for, queue
+    /// behind hundreds of small commits under load).
+    ///
+    /// A push check whose caller has stopped waiting (its call timed out or ended) is not run:
+    /// it would record an attempt nobody ends.
     fn next_batch(&mut self) -> Vec<Job> {
         let mut batch = Vec::new();
+        let pushes_alone = self.backend == Backend::Postgres;
         while let Some(job) = self.pending.pop_front() {
             if let Work::Push(_) = job.work {
                 if job.reply.as_ref().is_none_or(|r| r.is_closed()) {
                     self.done(1);
+                    continue;
+                }
+                if !pushes_alone {
+                    batch.push(job);
+                    if batch.len() == MAX_BATCH {
+                        break;
+                    }
                     continue;
                 }
                 if batch.is_empty() {

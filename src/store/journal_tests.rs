@@ -187,3 +187,55 @@ async fn a_push_check_nobody_waits_for_any_more_is_not_run() {
     assert!(matches!(decision, PushDecision::Allowed(_)));
     assert_eq!(push_attempts(&store).await, 1);
 }
+
+/// On SQLite push checks queued together share one transaction with the records around them,
+/// and each still sees the attempts before it: a limit of 2 per caller lets exactly 2 of 4
+/// concurrent checks through.
+#[tokio::test]
+async fn queued_push_checks_share_a_batch_and_keep_their_limits_on_sqlite() {
+    let store = Store::memory().await.unwrap();
+    let caller = E164::parse("+46701234567", "SE").unwrap();
+    let limits = PushLimits {
+        per_caller: 2,
+        ..limits()
+    };
+    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        store.commit(Record::Call(call(*id))).await.unwrap();
+    }
+    let batches_before = store.journal_stats().batches.load(Ordering::Relaxed);
+    // Hold the writer's connection so that all four checks queue up behind it.
+    let held = store.writer.acquire().await.unwrap();
+    let target = PushTarget {
+        caller: Some(&caller),
+        person: None,
+    };
+    let check = |id: Uuid| store.begin_push(id, target, &limits, SystemTime::now());
+    let released = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(held);
+    };
+    let (a, b, c, d, ()) = tokio::join!(
+        check(ids[0]),
+        check(ids[1]),
+        check(ids[2]),
+        check(ids[3]),
+        released
+    );
+    let decisions = [a, b, c, d];
+    let allowed = decisions
+        .iter()
+        .filter(|d| matches!(d, Ok(PushDecision::Allowed(_))))
+        .count();
+    let refused = decisions
+        .iter()
+        .filter(|d| matches!(d, Ok(PushDecision::Refused(_))))
+        .count();
+    assert_eq!((allowed, refused), (2, 2), "{decisions:?}");
+    assert_eq!(
+        store.journal_stats().batches.load(Ordering::Relaxed) - batches_before,
+        1,
+        "the four checks were one transaction"
+    );
+    assert_eq!(push_attempts(&store).await, 4, "refusals are recorded too");
+}
