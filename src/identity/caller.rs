@@ -65,7 +65,15 @@ impl E164 {
         if !number.is_valid() {
             return Err(CallerError::InvalidNumber);
         }
-        Ok(E164(number.format().mode(Mode::E164).to_string()))
+        let e164 = number.format().mode(Mode::E164).to_string();
+        // `phonenumber` can call a number valid that has more than E.164's 15 digits (the
+        // fuzzer found `+0049662302222222225`: an international prefix after the `+` and a
+        // long German number). Such a string is no caller number a token or an agent can use.
+        let digits = e164.strip_prefix('+').unwrap_or_default();
+        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CallerError::InvalidNumber);
+        }
+        Ok(E164(e164))
     }
 
     /// The number, `+46701234567`.
@@ -428,6 +436,8 @@ mod tests {
             ("112", CallerError::InvalidNumber),
             ("1001", CallerError::InvalidNumber),
             ("+4670123", CallerError::InvalidNumber),
+            // Found by fuzz/run caller_number: "valid" to phonenumber, 17 digits in E.164.
+            ("+0049662302222222225", CallerError::InvalidNumber),
         ];
         for (raw, error) in errors {
             assert_eq!(E164::parse(raw, "SE"), Err(error), "{raw}");
