@@ -213,14 +213,8 @@ pub(super) async fn mark_answered_on(
     id: Uuid,
     at: SystemTime,
 ) -> Result<(), StoreError> {
-    let op = "mark_answered";
-    let done = sqlx::query("UPDATE calls SET answered_at = $1 WHERE id = $2")
-        .bind(to_millis(at))
-        .bind(id.to_string())
-        .execute(conn)
-        .await
-        .map_err(StoreError::query(op))?;
-    found(op, id, done.rows_affected())
+    let query = sqlx::query("UPDATE calls SET answered_at = $1 WHERE id = $2").bind(to_millis(at));
+    update_call(conn, "mark_answered", id, query).await
 }
 
 pub(super) async fn record_verdict_on(
@@ -229,19 +223,14 @@ pub(super) async fn record_verdict_on(
     verdict: &Verdict,
     at: SystemTime,
 ) -> Result<(), StoreError> {
-    let op = "record_verdict";
-    let done = sqlx::query(
+    let query = sqlx::query(
         "UPDATE calls SET status = $1, reason = $2, method = $3, verdict_at = $4 WHERE id = $5",
     )
     .bind(verdict.status_str())
     .bind(verdict.reason().map(Reason::as_str))
     .bind(verdict.method().map(Method::as_str))
-    .bind(to_millis(at))
-    .bind(id.to_string())
-    .execute(conn)
-    .await
-    .map_err(StoreError::query(op))?;
-    found(op, id, done.rows_affected())
+    .bind(to_millis(at));
+    update_call(conn, "record_verdict", id, query).await
 }
 
 pub(super) async fn set_transfer_mode_on(
@@ -249,14 +238,9 @@ pub(super) async fn set_transfer_mode_on(
     id: Uuid,
     mode: Transfer,
 ) -> Result<(), StoreError> {
-    let op = "set_transfer_mode";
-    let done = sqlx::query("UPDATE calls SET transfer_mode = $1 WHERE id = $2")
-        .bind(mode.as_str())
-        .bind(id.to_string())
-        .execute(conn)
-        .await
-        .map_err(StoreError::query(op))?;
-    found(op, id, done.rows_affected())
+    let query =
+        sqlx::query("UPDATE calls SET transfer_mode = $1 WHERE id = $2").bind(mode.as_str());
+    update_call(conn, "set_transfer_mode", id, query).await
 }
 
 pub(super) async fn finish_call_on(
@@ -265,10 +249,21 @@ pub(super) async fn finish_call_on(
     outcome: TransferOutcome,
     at: SystemTime,
 ) -> Result<(), StoreError> {
-    let op = "finish_call";
-    let done = sqlx::query("UPDATE calls SET transfer_outcome = $1, ended_at = $2 WHERE id = $3")
+    let query = sqlx::query("UPDATE calls SET transfer_outcome = $1, ended_at = $2 WHERE id = $3")
         .bind(outcome.as_str())
-        .bind(to_millis(at))
+        .bind(to_millis(at));
+    update_call(conn, "finish_call", id, query).await
+}
+
+/// Runs an `UPDATE calls ... WHERE id = $last` whose other parameters are bound: binds the id
+/// last, and a call that does not exist is [`StoreError::CallNotFound`].
+async fn update_call<'q>(
+    conn: &mut AnyConnection,
+    op: &'static str,
+    id: Uuid,
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+) -> Result<(), StoreError> {
+    let done = query
         .bind(id.to_string())
         .execute(conn)
         .await
