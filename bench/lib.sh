@@ -196,6 +196,61 @@ wait_http() {
     return 1
 }
 
+# write_idgate_config DIR SIP HTTP QUEUE TRUSTED RTP_MIN RTP_MAX STORE_URL DELAY_MS MAX_CALLS MAX_CPS:
+# DIR/idgate.toml and DIR/dialplans/10-bench.toml for a benchmark: one route to the SIPp queue
+# at 127.0.0.1:QUEUE (B2BUA), the simulator approving after DELAY_MS, push limits out of the
+# way, warnings-only logs and admission limits at MAX_CALLS and MAX_CPS.
+write_idgate_config() {
+    local dir=$1 sip_port=$2 http_port=$3 queue_port=$4 trusted=$5 rtp_min=$6 rtp_max=$7
+    local store_url=$8 delay_ms=$9 max_calls=${10} max_cps=${11}
+    mkdir -p "$dir/dialplans"
+    cat >"$dir/dialplans/10-bench.toml" <<EOF
+[[route]]
+name = "bench"
+match = "*"
+target = "sip:queue@127.0.0.1:$queue_port"
+transfer = "b2bua"
+EOF
+    cat >"$dir/idgate.toml" <<EOF
+[sip]
+listen = "127.0.0.1:$sip_port"
+trusted_peers = ["$trusted"]
+
+[http]
+listen = "127.0.0.1:$http_port"
+
+[media]
+bind_ip = "127.0.0.1"
+rtp_port_min = $rtp_min
+rtp_port_max = $rtp_max
+
+[store]
+url = "$store_url"
+
+[provider]
+kind = "simulator"
+
+[provider.simulator]
+default = "approve"
+delay_ms = $delay_ms
+hint_ms = $((delay_ms + 1000))
+
+[dialplan]
+dir = "$dir/dialplans"
+
+[limits]
+pushes_per_caller = 1000000
+pushes_per_person = 1000000
+
+[log]
+level = "warn"
+
+[admission]
+max_calls = $max_calls
+max_calls_per_second = $max_cps
+EOF
+}
+
 # start_idgate DIR CONFIG: starts the release idgate (stderr to DIR/idgate.log); sets
 # IDGATE_PID. RUST_LOG is removed from its environment so [log] level applies.
 start_idgate() {

@@ -212,56 +212,13 @@ held_build_tool() {
         [[ -x $HELD_TOOL ]] || die "building examples/rtp_bench failed"
 }
 
-# held_config DIR SIP HTTP QUEUE RTP_MIN CALLS RATE: idgate.toml and its dialplan.
+# held_config DIR SIP HTTP QUEUE RTP_MIN CALLS RATE: idgate.toml and its dialplan. The simulator
+# never answers within a run (an hour), so every call stays on hold music.
 held_config() {
     local dir=$1 sip_port=$2 http_port=$3 queue_port=$4 rtp_min=$5 calls=$6 rate=$7
-    mkdir -p "$dir/dialplans"
-    cat >"$dir/dialplans/10-bench.toml" <<EOF
-[[route]]
-name = "bench"
-match = "*"
-target = "sip:queue@127.0.0.1:$queue_port"
-transfer = "b2bua"
-EOF
-    cat >"$dir/idgate.toml" <<EOF
-[sip]
-listen = "127.0.0.1:$sip_port"
-trusted_peers = ["127.0.0.1/32"]
-
-[http]
-listen = "127.0.0.1:$http_port"
-
-[media]
-bind_ip = "127.0.0.1"
-rtp_port_min = $rtp_min
-rtp_port_max = $((rtp_min + calls * 2 + 200))
-
-[store]
-url = "sqlite://$dir/idgate.db"
-
-[provider]
-kind = "simulator"
-
-# Never answers within a run: every call stays on hold music.
-[provider.simulator]
-default = "approve"
-delay_ms = 3600000
-hint_ms = 7200000
-
-[dialplan]
-dir = "$dir/dialplans"
-
-[limits]
-pushes_per_caller = 1000000
-pushes_per_person = 1000000
-
-[log]
-level = "warn"
-
-[admission]
-max_calls = $((calls + 1000))
-max_calls_per_second = $((rate * 2 + 100))
-EOF
+    write_idgate_config "$dir" "$sip_port" "$http_port" "$queue_port" 127.0.0.1/32 \
+        "$rtp_min" $((rtp_min + calls * 2 + 200)) "sqlite://$dir/idgate.db" 3600000 \
+        $((calls + 1000)) $((rate * 2 + 100))
 }
 
 # held_floor DIR STREAMS SOCKETS SECONDS SINK_PORTS TO_LIST: a fresh sink and one floor run;

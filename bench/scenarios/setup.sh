@@ -166,14 +166,6 @@ setup_run() {
         awk -v n="$warm_calls" -v r="$run" 'BEGIN { for (i = 0; i < n; i++) printf "+4673%07d\n", (r * 100000 + i) % 10000000 }'
     } >"$dir/warmup_callers.csv"
 
-    mkdir -p "$dir/dialplans"
-    cat >"$dir/dialplans/10-bench.toml" <<EOF
-[[route]]
-name = "bench"
-match = "*"
-target = "sip:queue@127.0.0.1:$queue_port"
-transfer = "b2bua"
-EOF
     local db_file=$dir/idgate.db
     if [[ -n $SETUP_DB_DIR ]]; then
         mkdir -p "$SETUP_DB_DIR"
@@ -183,44 +175,9 @@ EOF
     local store_url="sqlite://$db_file" trusted="127.0.0.1/32"
     [[ -n $postgres ]] && store_url=$postgres
     [[ $via == kamailio ]] && trusted="127.0.0.2/32"
-    cat >"$dir/idgate.toml" <<EOF
-[sip]
-listen = "127.0.0.1:$sip_port"
-trusted_peers = ["$trusted"]
-
-[http]
-listen = "127.0.0.1:$http_port"
-
-[media]
-bind_ip = "127.0.0.1"
-rtp_port_min = $rtp_min
-rtp_port_max = $rtp_max
-
-[store]
-url = "$store_url"
-
-[provider]
-kind = "simulator"
-
-[provider.simulator]
-default = "approve"
-delay_ms = $delay_ms
-hint_ms = $((delay_ms + 1000))
-
-[dialplan]
-dir = "$dir/dialplans"
-
-[limits]
-pushes_per_caller = 1000000
-pushes_per_person = 1000000
-
-[log]
-level = "warn"
-
-[admission]
-max_calls = $((cps * (hold_ms / 1000 + 10) + 1000))
-max_calls_per_second = $((cps * 2 + 100))
-EOF
+    write_idgate_config "$dir" "$sip_port" "$http_port" "$queue_port" "$trusted" \
+        "$rtp_min" "$rtp_max" "$store_url" "$delay_ms" \
+        $((cps * (hold_ms / 1000 + 10) + 1000)) $((cps * 2 + 100))
 
     local fsync="-" idgate_pid=""
     if [[ $via != floor ]]; then
