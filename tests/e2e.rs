@@ -6,6 +6,7 @@ mod support;
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use support::jwks::claims_verified_by_jwks;
 use support::{Idgate, Sipp, add_customer, assert_ok, header, header_count, wait_for_log};
 
 const QUEUE_ROUTE: &str = r#"
@@ -154,41 +155,6 @@ fn audit(
         let security = store.security_events_for(id).await.expect("query");
         (events, security)
     })
-}
-
-/// The token's claims, after checking its signature against the key with its `kid` in the
-/// JWKS the running idgate serves (done here with ed25519-dalek directly, not idgate's verifier).
-fn claims_verified_by_jwks(idgate: &Idgate, token: &str) -> serde_json::Value {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let response = idgate.http_get("/.well-known/jwks.json").expect("JWKS");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body = response.split_once("\r\n\r\n").expect("body").1;
-    let jwks: serde_json::Value = serde_json::from_str(body).expect("JWKS JSON");
-    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).expect("base64url");
-    let parts: Vec<&str> = token.split('.').collect();
-    assert_eq!(parts.len(), 3, "{token}");
-    let header: serde_json::Value = serde_json::from_slice(&decode(parts[0])).expect("header");
-    assert_eq!(header["alg"], "EdDSA");
-    assert_eq!(header["typ"], "idgate+jwt");
-    let keys = jwks["keys"].as_array().expect("keys");
-    let jwk = keys
-        .iter()
-        .find(|k| k["kid"] == header["kid"])
-        .expect("the kid in the JWKS");
-    assert_eq!(
-        (&jwk["kty"], &jwk["crv"]),
-        (&"OKP".into(), &"Ed25519".into())
-    );
-    let x: [u8; 32] = decode(jwk["x"].as_str().expect("x"))
-        .try_into()
-        .expect("32 bytes");
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&x).expect("an Ed25519 key");
-    let signature = ed25519_dalek::Signature::from_slice(&decode(parts[2])).expect("64 bytes");
-    let signed = format!("{}.{}", parts[0], parts[1]);
-    key.verify_strict(signed.as_bytes(), &signature)
-        .expect("the signature verifies with the JWKS key");
-    serde_json::from_slice(&decode(parts[1])).expect("claims")
 }
 
 /// The Call-ID of the INVITE a SIPp caller sent.

@@ -17,15 +17,13 @@ mod support;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use support::kamailio::{self, EDGE_ADDR, Kamailio, free_port_on};
 use support::{Sipp, free_port, rtp_range};
-
-/// The address Kamailio listens on; the instances trust this one only.
-const EDGE_ADDR: &str = "127.0.0.2";
 
 /// The bearer token of both instances' API.
 const API_TOKEN: &str = "scale-out-test-token-0123456789abcdef";
@@ -335,24 +333,10 @@ impl Drop for Instance {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Kamailio with the dispatcher config.
-
-/// A UDP+TCP port free on `ip` right now.
-fn free_port_on(ip: &str) -> u16 {
-    for _ in 0..200 {
-        let Ok(udp) = UdpSocket::bind((ip, 0)) else {
-            continue;
-        };
-        let Ok(addr) = udp.local_addr() else { continue };
-        if TcpListener::bind(addr).is_ok() {
-            return addr.port();
-        }
-    }
-    panic!("no free port on {ip}");
-}
+// Kamailio with the dispatcher config (the runner is `support::kamailio`).
 
 fn dispatcher_cfg() -> PathBuf {
-    repo("dialplans/kamailio/dispatcher.cfg")
+    kamailio::config("dispatcher.cfg")
 }
 
 /// The `-A` defines of a Kamailio on 127.0.0.2:`port` with the dispatcher list `list`.
@@ -369,114 +353,11 @@ fn dispatcher_defines(port: u16, list: &Path) -> Vec<String> {
     .collect()
 }
 
-/// A running Kamailio in its own process group (its children die with it), logging to a file.
-struct Kamailio {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Kamailio {
-    /// Starts Kamailio on 127.0.0.2 with the dispatcher list `list`; returns once it answers.
-    fn start(dir: &Path, list: &Path) -> Kamailio {
-        use std::os::unix::process::CommandExt;
-        let port = free_port_on(EDGE_ADDR);
-        let log = dir.join(format!("kamailio.{port}.log"));
-        let stderr = std::fs::File::create(&log).expect("kamailio log file");
-        let child = Command::new("kamailio")
-            .arg("-f")
-            .arg(dispatcher_cfg())
-            .args(["-DD", "-E", "-m", "32", "-M", "4"])
-            .args(dispatcher_defines(port, list))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .process_group(0)
-            .spawn()
-            .expect("start kamailio (apt-get install kamailio)");
-        let mut kamailio = Kamailio { child, port, log };
-        kamailio.wait_ready();
-        kamailio
-    }
-
-    /// Polls with a method the proxy answers itself (405) until it does; fails at once if
-    /// Kamailio exits (a config error, a port taken).
-    fn wait_ready(&mut self) {
-        let probe = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
-        probe
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
-        let local = probe.local_addr().expect("address");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut n = 0;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("kamailio exited ({status}); log:\n{}", self.log());
-            }
-            n += 1;
-            let request = format!(
-                "MESSAGE sip:probe@{EDGE_ADDR}:{port} SIP/2.0\r\n\
-                 Via: SIP/2.0/UDP {local};branch=z9hG4bKready{n}\r\n\
-                 From: <sip:probe@127.0.0.1>;tag=ready{n}\r\nTo: <sip:probe@{EDGE_ADDR}>\r\n\
-                 Call-ID: ready-{n}-{local}\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n\
-                 Content-Length: 0\r\n\r\n",
-                port = self.port
-            );
-            let _ = probe.send_to(request.as_bytes(), (EDGE_ADDR, self.port));
-            let mut buf = [0u8; 4096];
-            if let Ok((len, _)) = probe.recv_from(&mut buf)
-                && buf[..len].starts_with(b"SIP/2.0 405")
-            {
-                return;
-            }
-        }
-        panic!("kamailio did not answer; log:\n{}", self.log());
-    }
-
-    fn addr(&self) -> String {
-        format!("{EDGE_ADDR}:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The complete lines of the log so far (a line being written is left out).
-    fn lines(&self) -> Vec<String> {
-        let log = self.log();
-        let complete = log.rfind('\n').map_or("", |end| &log[..end]);
-        complete.lines().map(str::to_owned).collect()
-    }
-
-    /// Sends a signal to Kamailio's process group, by its id; the main process alone gets
-    /// SIGKILL if `kill` (procps) cannot be run.
-    fn signal_group(&mut self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([signal, "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !sent {
-            let _ = self.child.kill();
-        }
-    }
-}
-
-impl Drop for Kamailio {
-    /// SIGTERM lets Kamailio's main process stop its children; whatever is left after 5 s gets
-    /// SIGKILL (the group id cannot be reused before the main process is reaped).
-    fn drop(&mut self) {
-        self.signal_group("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.signal_group("-KILL");
-        let _ = self.child.wait();
-    }
+/// Starts Kamailio on 127.0.0.2 with the dispatcher list `list`; returns once it answers.
+fn start_dispatcher(dir: &Path, list: &Path) -> Kamailio {
+    Kamailio::start(dir, &dispatcher_cfg(), |port| {
+        dispatcher_defines(port, list)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -635,7 +516,7 @@ impl Topology {
             b.uri()
         );
         std::fs::write(&list, lines).expect("dispatcher list");
-        let kamailio = Kamailio::start(dir.path(), &list);
+        let kamailio = start_dispatcher(dir.path(), &list);
         let mut topology = Topology {
             kamailio,
             a,

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod faults;
+pub mod jwks;
+pub mod kamailio;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -57,6 +61,21 @@ impl Idgate {
         Idgate::launch(None, routes, simulator, sip_extra, "", sections)
     }
 
+    /// As `start_full`, with SIP listening on `host` (`[::1]`, `[::]`, `0.0.0.0`) and RTP on
+    /// `media_ip` (`[media] bind_ip`: `::1`) instead of `127.0.0.1`; ports picked as for the
+    /// others.
+    pub fn start_listening(
+        (host, media_ip): (&str, &str),
+        routes: &str,
+        simulator: &str,
+        sip_extra: &str,
+        sections: &str,
+    ) -> Idgate {
+        let http = None;
+        let sip = (host, media_ip, sip_extra);
+        Idgate::launch_on(sip, http, routes, simulator, "", sections)
+    }
+
     /// As `start_full`, with the HTTP API on a port chosen beforehand (a fake backend that
     /// calls idgate back must know it first).
     pub fn start_on(
@@ -91,11 +110,24 @@ impl Idgate {
         http_extra: &str,
         sections: &str,
     ) -> Idgate {
+        let sip = ("127.0.0.1", "127.0.0.1", sip_extra);
+        Idgate::launch_on(sip, http_port, routes, simulator, http_extra, sections)
+    }
+
+    /// As `launch`, with SIP listening on `sip.0` and RTP on `sip.1`; `sip.2`: extra `[sip]`
+    /// lines.
+    fn launch_on(
+        sip: (&str, &str, &str),
+        http_port: Option<u16>,
+        routes: &str,
+        simulator: &str,
+        http_extra: &str,
+        sections: &str,
+    ) -> Idgate {
         const ATTEMPTS: u32 = 3;
         for attempt in 1..=ATTEMPTS {
             let port = http_port.unwrap_or_else(free_port);
-            let idgate =
-                Idgate::launch_once(port, routes, simulator, sip_extra, http_extra, sections);
+            let idgate = Idgate::launch_once(port, routes, simulator, sip, http_extra, sections);
             if idgate.healthy_within(Duration::from_secs(20)) {
                 return idgate;
             }
@@ -111,7 +143,7 @@ impl Idgate {
         http_port: u16,
         routes: &str,
         simulator: &str,
-        sip_extra: &str,
+        (sip_host, media_ip, sip_extra): (&str, &str, &str),
         http_extra: &str,
         sections: &str,
     ) -> Idgate {
@@ -123,9 +155,9 @@ impl Idgate {
         std::fs::write(dialplans.join("10-test.toml"), routes).expect("routes");
         let db = dir.path().join("idgate.db");
         let config = format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_extra}\
+            "[sip]\nlisten = \"{sip_host}:{sip_port}\"\n{sip_extra}\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\
-             [media]\nrtp_port_min = {rtp_min}\nrtp_port_max = {rtp_max}\n\
+             [media]\nbind_ip = \"{media_ip}\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {rtp_max}\n\
              [store]\nurl = \"sqlite://{db}\"\n\
              [dialplan]\ndir = \"{dialplans}\"\n\
              [provider.simulator]\n{simulator}\n{sections}\n",
