@@ -1,20 +1,19 @@
 //! The Kamailio edge proxy of `dialplans/kamailio/kamailio.cfg`, for real: Kamailio on
 //! 127.0.0.2 in front of idgate (which trusts only 127.0.0.2), SIPp as a caller that forges its
-//! identity and as the agent queue. Everything on loopback, every wait bounded.
+//! identity and as the agent queue. Everything on loopback, every wait bounded. The same
+//! forgeries sent straight to idgate, from a trusted and an untrusted source: `tests/spoofing.rs`.
 //!
 //! Needs the Debian packages `kamailio`, `sip-tester` and `procps` (`kill`).
 
 mod support;
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::kamailio::{self, EDGE_ADDR, Kamailio, free_port_on};
 use support::{Idgate, Sipp, header, header_count, wait_for_log};
-
-/// The address Kamailio listens on; idgate trusts this one only.
-const EDGE_ADDR: &str = "127.0.0.2";
 
 /// The caller's own number (From) and the one it forges in P-Asserted-Identity.
 const CALLER: &str = "+46701234567";
@@ -26,7 +25,7 @@ const SIMULATOR: &str = "default = \"approve\"\ndelay_ms = 300\nhint_ms = 100\n\
      [[provider.simulator.script]]\ncaller = \"+46701234567\"\noutcome = \"decline\"\n";
 
 fn config_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans/kamailio/kamailio.cfg")
+    kamailio::config("kamailio.cfg")
 }
 
 fn route(queue_port: u16) -> String {
@@ -41,109 +40,18 @@ fn idgate_behind_the_edge(queue_port: u16) -> Idgate {
     Idgate::start_with(&route(queue_port), SIMULATOR, &trusted)
 }
 
-/// A UDP+TCP port free on `ip` right now.
-fn free_port_on(ip: &str) -> u16 {
-    for _ in 0..200 {
-        let Ok(udp) = UdpSocket::bind((ip, 0)) else {
-            continue;
-        };
-        let Ok(addr) = udp.local_addr() else { continue };
-        if TcpListener::bind(addr).is_ok() {
-            return addr.port();
-        }
-    }
-    panic!("no free port on {ip}");
-}
-
-/// A running Kamailio with the edge config, in its own process group (its children die with
-/// it), logging to `kamailio.log` in `dir`.
-struct Kamailio {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Kamailio {
-    /// Starts Kamailio on 127.0.0.2 in front of idgate's SIP port, with extra `-A` defines;
-    /// returns once it answers requests.
-    fn start(dir: &Path, idgate_port: u16, defines: &[&str]) -> Kamailio {
-        use std::os::unix::process::CommandExt;
-        let port = free_port_on(EDGE_ADDR);
-        let log = dir.join(format!("kamailio.{port}.log"));
-        let stderr = std::fs::File::create(&log).expect("kamailio log file");
-        let child = Command::new("kamailio")
-            .arg("-f")
-            .arg(config_file())
-            .args(["-DD", "-E", "-m", "32", "-M", "4"])
-            .args(edge_defines(port, idgate_port))
-            .args(defines.iter().flat_map(|d| ["-A", d]))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .process_group(0)
-            .spawn()
-            .expect("start kamailio (apt-get install kamailio)");
-        let mut kamailio = Kamailio { child, port, log };
-        kamailio.wait_ready();
-        kamailio
-    }
-
-    /// Polls with a method the proxy answers itself (405) until it does; fails at once if
-    /// Kamailio exits (a config error, a port taken).
-    fn wait_ready(&mut self) {
-        let probe = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("kamailio exited ({status}); log:\n{}", self.log());
-            }
-            let request = sip_request("MESSAGE", &probe, self.port, "");
-            if exchange(&probe, &request, self.port, Duration::from_millis(200))
-                .is_some_and(|r| r.starts_with("SIP/2.0 405"))
-            {
-                return;
-            }
-        }
-        panic!("kamailio did not answer; log:\n{}", self.log());
-    }
-
-    fn addr(&self) -> String {
-        format!("{EDGE_ADDR}:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends a signal to Kamailio's process group, by its id (std has no SIGTERM); the main
-    /// process alone gets SIGKILL if `kill` (procps) cannot be run.
-    fn signal_group(&mut self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([signal, "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !sent {
-            let _ = self.child.kill();
-        }
-    }
-}
-
-impl Drop for Kamailio {
-    /// SIGTERM lets Kamailio's main process stop its children; whatever is left after 5 s gets
-    /// SIGKILL (the group id cannot be reused before the main process is reaped).
-    fn drop(&mut self) {
-        self.signal_group("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.signal_group("-KILL");
-        let _ = self.child.wait();
-    }
+/// Starts Kamailio with the edge config on 127.0.0.2 in front of idgate's SIP port, with extra
+/// `-A` defines; returns once it answers requests (the runner is `support::kamailio`).
+fn start_edge(dir: &Path, idgate_port: u16, defines: &[&str]) -> Kamailio {
+    Kamailio::start(dir, &config_file(), |port| {
+        let mut args = edge_defines(port, idgate_port);
+        args.extend(
+            defines
+                .iter()
+                .flat_map(|d| ["-A".to_owned(), (*d).to_owned()]),
+        );
+        args
+    })
 }
 
 /// The `-A` defines that put the proxy on 127.0.0.2:`port` in front of idgate.
@@ -275,7 +183,7 @@ fn forged_identity_headers_are_removed_by_kamailio_before_idgate_sees_them() {
     let mut queue = Sipp::start(queue_dir.path(), "queue.xml", &[], 1);
     let idgate = idgate_behind_the_edge(queue.port);
     // The caller (127.0.0.1) is not a trusted trunk: its P-Asserted-Identity goes too.
-    let kamailio = Kamailio::start(
+    let kamailio = start_edge(
         idgate.dir.path(),
         idgate.sip_port,
         &["TRUNK_NETS=192.0.2.0/24"],
@@ -356,31 +264,12 @@ fn forged_identity_headers_are_removed_by_kamailio_before_idgate_sees_them() {
 }
 
 #[test]
-fn the_same_caller_sent_straight_to_idgate_is_refused() {
-    let idgate = idgate_behind_the_edge(9);
-    let target = idgate.sip_addr();
-    let args = ["-set", "caller", CALLER, "-s", "5000", "-d", "500", &target];
-    let mut caller = Sipp::start(idgate.dir.path(), "caller_spoofing.xml", &args, 1);
-    let status = caller.wait(Duration::from_secs(30));
-    let trace = caller.trace();
-    assert!(!status.success(), "the call went through:\n{trace}");
-    assert!(
-        traced(&trace, "SIP/2.0 403", "INVITE").is_some(),
-        "no 403:\n{trace}\n--- idgate log ---\n{}",
-        idgate.log()
-    );
-    let log = wait_for_log(&idgate, "untrusted peer refused");
-    assert!(log.contains("untrusted peer refused"), "{log}");
-    assert!(!log.contains("spoofing attempt"), "{log}");
-}
-
-#[test]
 fn asserted_identity_from_a_trusted_trunk_is_kept_and_identity_headers_are_not() {
     // A stand-in for idgate that only records what the proxy forwards.
     let downstream = UdpSocket::bind("127.0.0.1:0").expect("downstream socket");
     let downstream_port = downstream.local_addr().expect("address").port();
     let dir = tempfile::tempdir().expect("dir");
-    let kamailio = Kamailio::start(dir.path(), downstream_port, &["TRUNK_NETS=127.0.0.1/32"]);
+    let kamailio = start_edge(dir.path(), downstream_port, &["TRUNK_NETS=127.0.0.1/32"]);
     let trunk = UdpSocket::bind("127.0.0.1:0").expect("trunk socket");
     let spoofed = "X-Identity-Status: verified\r\nx-identity-call: 1\r\nX-IDENTITY-SUBJECT: x\r\n\
          P-Asserted-Identity: <sip:+46701234567@127.0.0.1>\r\nX-Other: kept\r\n";
@@ -414,7 +303,7 @@ fn identity_headers_sent_by_idgate_itself_pass_unchanged() {
     let idgate = UdpSocket::bind("127.0.0.1:0").expect("stand-in idgate socket");
     let idgate_addr = idgate.local_addr().expect("address");
     let dir = tempfile::tempdir().expect("dir");
-    let kamailio = Kamailio::start(dir.path(), idgate_addr.port(), &[]);
+    let kamailio = start_edge(dir.path(), idgate_addr.port(), &[]);
     let trunk = UdpSocket::bind("127.0.0.1:0").expect("trunk socket");
     let trunk_addr = trunk.local_addr().expect("address");
     let refer = format!(
@@ -450,7 +339,7 @@ fn with_trunks_only_a_call_from_elsewhere_is_refused_at_the_edge() {
     let downstream = UdpSocket::bind("127.0.0.1:0").expect("downstream socket");
     let downstream_port = downstream.local_addr().expect("address").port();
     let dir = tempfile::tempdir().expect("dir");
-    let kamailio = Kamailio::start(
+    let kamailio = start_edge(
         dir.path(),
         downstream_port,
         &["TRUNK_NETS=192.0.2.0/24", "TRUNKS_ONLY"],
