@@ -361,6 +361,15 @@ fn request_uri(uri: &str) -> Result<(), Malformed> {
     if host_part.contains('?') {
         return Err(Malformed::RequestUri);
     }
+    // An IPv6 reference is in brackets (RFC 3261 §25.1 `IPv6reference`); `sip:2001:db8::10`
+    // is refused with 400 (RFC 5118 §4.2).
+    let hostport = host_part.split(';').next().unwrap_or_default();
+    if !scheme.eq_ignore_ascii_case("tel")
+        && !hostport.starts_with('[')
+        && hostport.matches(':').count() > 1
+    {
+        return Err(Malformed::RequestUri);
+    }
     Ok(())
 }
 
@@ -566,4 +575,31 @@ fn printable(value: &str) -> String {
         .chars()
         .filter(|c| !c.is_control() || *c == '\t')
         .collect()
+}
+
+#[cfg(test)]
+mod request_uri_tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_references_in_the_request_uri_need_brackets() {
+        for good in [
+            "sip:[2001:db8::10]",
+            "sip:[2001:db8::10]:5070",
+            "sip:[2001:db8::10:5070]",
+            "sip:user@[::1]:5060;transport=udp",
+            "sip:user:secret@[::1]",
+            "sip:192.0.2.1:5060",
+            "tel:+46701234567",
+        ] {
+            assert_eq!(request_uri(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "sip:2001:db8::10",
+            "sip:user@2001:db8::10:5070",
+            "sip:::1:5060",
+        ] {
+            assert_eq!(request_uri(bad), Err(Malformed::RequestUri), "{bad}");
+        }
+    }
 }
