@@ -16,6 +16,7 @@ use crate::identity::headers::display::{
 use crate::identity::personal_number::CivilDate;
 use crate::identity::{CallerId, E164, PersonalNumber, Reason, Verdict};
 use crate::media::dtmf::DtmfDetector;
+use crate::media::srtp::SrtpPolicy;
 use crate::media::{Codec, rtcp, rtp, sdp};
 
 use crate::sip::intake;
@@ -52,10 +53,10 @@ pub fn sdp_offer_answer(data: &[u8]) {
         IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 10)),
     ];
     for local in locals {
-        let Ok(negotiated) = sdp::answer(offer, local, 4000, 7) else {
+        let Ok(negotiated) = sdp::answer(offer, local, 4000, 7, SrtpPolicy::Optional) else {
             continue;
         };
-        let again = sdp::answer(&negotiated.sdp, local, 4002, 8)
+        let again = sdp::answer(&negotiated.sdp, local, 4002, 8, SrtpPolicy::Optional)
             .unwrap_or_else(|e| panic!("our answer is not usable SDP ({e}): {negotiated:?}"));
         assert_eq!(again.codec, negotiated.codec);
         assert_eq!(again.dtmf_pt, negotiated.dtmf_pt);

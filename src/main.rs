@@ -85,7 +85,14 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
     idgate::verify::from_config(&config.provider, tokio::sync::mpsc::unbounded_channel().0)?;
     // Reads the token key files the same way.
     let tokens = TokenIssuer::from_config(&config.identity)?;
+    // And the trunks' password files.
+    let trunks = config.sip.trunk_secrets()?;
     print!("{report}");
+    println!(
+        "trunks:   {} (sip.auth.mode {})",
+        trunks.len(),
+        config.sip.auth.mode.as_str()
+    );
     match &config.identity.signing_key_file {
         Some(file) => println!(
             "token:    kid {} ({}), {} previous key(s)",
@@ -161,7 +168,7 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         metrics.clone(),
         store.clone(),
     ));
-    let (sip, calls) = SipStack::start(sip_settings(&config, gate), cancel.clone()).await?;
+    let (sip, calls) = SipStack::start(sip_settings(&config, gate)?, cancel.clone()).await?;
     let services = Arc::new(Services {
         sip,
         media,
@@ -178,6 +185,7 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             .as_deref()
             .and_then(|a| a.trim_start_matches('[').trim_end_matches(']').parse().ok())
             .unwrap_or(config.media.bind_ip),
+        srtp: config.media.srtp,
         registry,
         limits: config.limits.push_limits(),
         app_push,
@@ -277,8 +285,12 @@ fn load_prompts() -> anyhow::Result<HashMap<String, Arc<PromptSet>>> {
     Ok(sets)
 }
 
-fn sip_settings(config: &Config, admit: Arc<dyn idgate::sip::Admit>) -> SipSettings {
-    SipSettings {
+fn sip_settings(
+    config: &Config,
+    admit: Arc<dyn idgate::sip::Admit>,
+) -> anyhow::Result<SipSettings> {
+    let trunk_auth = idgate::sip::TrunkAuth::new(&config.sip.auth, config.sip.trunk_secrets()?);
+    Ok(SipSettings {
         listen: config.sip.listen,
         udp: config.sip.transports.contains(&Transport::Udp),
         tcp: config.sip.transports.contains(&Transport::Tcp),
@@ -287,7 +299,18 @@ fn sip_settings(config: &Config, admit: Arc<dyn idgate::sip::Admit>) -> SipSetti
         user_agent: config.sip.user_agent.clone(),
         admit,
         public_address: config.sip.public_address.clone(),
-    }
+        // Validation made sure both files are set when "tls" is on.
+        tls: config
+            .sip
+            .tls_files()
+            .filter(|_| config.sip.tls_enabled())
+            .map(|files| idgate::sip::TlsSettings {
+                listen: config.sip.tls_listen_addr(),
+                files,
+                reload_poll: idgate::sip::DEFAULT_RELOAD_POLL,
+            }),
+        trunk_auth,
+    })
 }
 
 async fn shutdown_signal() {

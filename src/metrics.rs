@@ -302,6 +302,11 @@ impl Collector for MediaCollector {
                 &c.packets_received,
             ),
             (
+                "srtp_auth_failures",
+                "SRTP/SRTCP packets dropped on the caller leg: failed authentication or replay",
+                &c.srtp_auth_failures,
+            ),
+            (
                 "rtp_frames_skipped",
                 "RTP frames never sent because the media pump fell more than 3 frames behind",
                 &c.frames_skipped,

@@ -48,6 +48,8 @@ pub struct Services {
     pub tokens: crate::identity::token::TokenIssuer,
     /// The address written in SDP.
     pub media_ip: IpAddr,
+    /// Whether the caller leg may, must or must not use SDES-SRTP (`[media] srtp`).
+    pub srtp: crate::media::srtp::SrtpPolicy,
     /// Live calls.
     pub registry: Arc<Registry>,
     /// The anti push-bombing limits.

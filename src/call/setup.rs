@@ -11,6 +11,7 @@ use crate::identity::CallerId;
 use crate::identity::caller::extract_caller;
 use crate::identity::headers::CallerDisplayName;
 use crate::media::sdp::{self, Negotiated, SdpError};
+use crate::media::srtp::SrtpSession;
 use crate::media::{MediaError, MediaStream, PromptSet};
 use crate::sip::{CallerLeg, IncomingCall, LegEvent};
 use crate::store::{NewCall, Record, TransferOutcome};
@@ -45,12 +46,19 @@ pub(super) enum SetupError {
     /// The offer is missing or cannot be parsed.
     #[error("no usable SDP offer")]
     BadOffer,
+    /// No offered stream meets `[media] srtp` (plain RTP when required, SAVP when off, SAVP
+    /// without a usable `a=crypto` line).
+    #[error("media security: {0}")]
+    Security(&'static str),
     /// No RTP port or socket.
     #[error("media unavailable: {0}")]
     Media(#[from] MediaError),
     /// The route's language has no prompts.
     #[error("no prompts for language {0}")]
     NoPrompts(String),
+    /// The SRTP contexts could not be built (a local crypto problem).
+    #[error("SRTP unavailable: {0}")]
+    Srtp(String),
     /// The SIP stack refused the answer.
     #[error("could not answer: {0}")]
     Answer(String),
@@ -64,8 +72,8 @@ impl SetupError {
     pub(super) fn status(&self) -> Option<u16> {
         match self {
             SetupError::NoRoute => Some(404),
-            SetupError::NoCommonCodec | SetupError::BadOffer => Some(488),
-            SetupError::Media(_) | SetupError::NoPrompts(_) => Some(503),
+            SetupError::NoCommonCodec | SetupError::BadOffer | SetupError::Security(_) => Some(488),
+            SetupError::Media(_) | SetupError::NoPrompts(_) | SetupError::Srtp(_) => Some(503),
             SetupError::Answer(_) => Some(500),
             SetupError::Abandoned => None,
         }
@@ -149,11 +157,17 @@ async fn try_answer(
         services.media_ip,
         stream.local_addr().port(),
         session_id,
+        services.srtp,
     )
     .map_err(|e| match e {
         SdpError::NoCommonCodec => SetupError::NoCommonCodec,
+        SdpError::Security(why) => SetupError::Security(why),
         _ => SetupError::BadOffer,
     })?;
+    if let Some(sdes) = &media.srtp {
+        let session = SrtpSession::new(sdes).map_err(|e| SetupError::Srtp(e.to_string()))?;
+        stream.secure(session);
+    }
     let started_at = SystemTime::now();
     record_call(services, id, call, &caller, &route, started_at);
     ring_before_answer(&mut call.leg, route.answer_after).await?;

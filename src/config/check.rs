@@ -15,6 +15,8 @@ pub struct CheckReport {
     pub sip_listen: SocketAddr,
     /// `sip.transports`.
     pub transports: Vec<Transport>,
+    /// `sip.tls_listen` (or its default), when `"tls"` is on; the pair was loaded and matched.
+    pub tls_listen: Option<SocketAddr>,
     /// `http.listen`.
     pub http_listen: SocketAddr,
     /// `provider.kind`.
@@ -60,6 +62,10 @@ pub fn check(path: Option<&Path>) -> Result<CheckReport, ConfigError> {
         config_file,
         sip_listen: config.sip.listen,
         transports: config.sip.transports.clone(),
+        tls_listen: config
+            .sip
+            .tls_enabled()
+            .then(|| config.sip.tls_listen_addr()),
         http_listen: config.http.listen,
         provider: config.provider.kind,
         routes,
@@ -76,6 +82,9 @@ impl fmt::Display for CheckReport {
             self.sip_listen,
             transports.join(", ")
         )?;
+        if let Some(tls) = self.tls_listen {
+            writeln!(f, "sip tls:  {tls} (certificate and key match)")?;
+        }
         writeln!(f, "http:     {}", self.http_listen)?;
         writeln!(f, "provider: {}", self.provider.as_str())?;
         writeln!(f, "routes:   {}", self.routes.len())?;

@@ -11,8 +11,10 @@ mod error;
 mod limits;
 mod log;
 mod sections;
+mod sip_tls;
 #[cfg(test)]
 mod tests;
+mod trunks;
 
 use std::path::Path;
 
@@ -33,6 +35,8 @@ pub use sections::{
     DialplanConfig, HttpConfig, IdentityConfig, MediaSettings, ProviderConfig, ProviderKind,
     SipConfig, StoreConfig, Transport,
 };
+pub use sip_tls::{DEFAULT_TLS_PORT, TlsFileError, TlsFiles};
+pub use trunks::{AuthMode, DigestAlgorithm, SipAuthConfig, TrunkConfig, TrunkSecret};
 
 use error::{Problem, display_path};
 

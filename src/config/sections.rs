@@ -16,8 +16,18 @@ use crate::identity::headers::{DisplayTags, HeaderOptions, SubjectMode};
 pub struct SipConfig {
     /// Address to listen on, for UDP and TCP alike. Default `"127.0.0.1:5060"`.
     pub listen: SocketAddr,
-    /// Transports opened on `listen`: `"udp"`, `"tcp"`. Default `["udp", "tcp"]`.
+    /// Transports opened: `"udp"`, `"tcp"` on `listen`, `"tls"` on `tls_listen`. Default
+    /// `["udp", "tcp"]`.
     pub transports: Vec<Transport>,
+    /// Address of the SIP over TLS listener (RFC 3261 §26). Default: `listen`'s address with
+    /// port 5061. Only with `"tls"` in `transports`.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) the TLS listener presents; required with `"tls"`.
+    /// Reloaded without a restart when the file changes or on SIGHUP (`config::sip_tls`).
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of `tls_certificate` (PKCS#8, PKCS#1 or SEC1, unencrypted); required
+    /// with `"tls"`.
+    pub tls_private_key: Option<PathBuf>,
     /// Peers (CIDR networks; a bare address is that one host) whose INVITEs are accepted and
     /// whose P-Asserted-Identity is trusted; anyone else gets 403. Default
     /// `["127.0.0.0/8", "::1/128"]`.
@@ -31,6 +41,10 @@ pub struct SipConfig {
     /// Host name or address written in Contact and SDP when idgate sits behind NAT. Default:
     /// none (the listen address is used).
     pub public_address: Option<String>,
+    /// `[sip.auth]`: admission by address, digest credentials or both (`config::trunks`).
+    pub auth: super::trunks::SipAuthConfig,
+    /// `[[sip.trunks]]`: trunks that authenticate with digest credentials. Default: none.
+    pub trunks: Vec<super::trunks::TrunkConfig>,
 }
 
 /// A SIP transport to listen on.
@@ -41,6 +55,8 @@ pub enum Transport {
     Udp,
     /// SIP over TCP (RFC 3261 section 18).
     Tcp,
+    /// SIP over TLS (RFC 3261 section 26), on `sip.tls_listen`.
+    Tls,
 }
 
 impl Transport {
@@ -49,6 +65,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 }
@@ -65,6 +82,11 @@ impl Default for SipConfig {
             header_prefix: "X-Identity-".to_owned(),
             user_agent: concat!("idgate/", env!("CARGO_PKG_VERSION")).to_owned(),
             public_address: None,
+            tls_listen: None,
+            tls_certificate: None,
+            tls_private_key: None,
+            auth: super::trunks::SipAuthConfig::default(),
+            trunks: Vec::new(),
         }
     }
 }
@@ -122,6 +144,8 @@ impl SipConfig {
         if let Some(host) = &self.public_address {
             validate_host(host).map_err(|p| Problem::new("sip.public_address", p))?;
         }
+        super::trunks::validate(&self.auth, &self.trunks)?;
+        self.validate_tls()?;
         Ok(())
     }
 }
@@ -201,6 +225,11 @@ pub struct MediaSettings {
     pub rtp_port_min: u16,
     /// Highest RTP port, above `rtp_port_min`. Default `30000`.
     pub rtp_port_max: u16,
+    /// SDES-SRTP (RFC 4568 keys in SDP, RFC 3711) on the caller leg: `"optional"` answers
+    /// `RTP/SAVP` offers with SRTP and plain `RTP/AVP` ones with RTP; `"required"` refuses
+    /// plain offers (488); `"off"` refuses `RTP/SAVP` (488 when nothing else is offered).
+    /// The queue leg is always plain RTP. Default `"optional"`.
+    pub srtp: crate::media::srtp::SrtpPolicy,
 }
 
 impl Default for MediaSettings {
@@ -209,6 +238,7 @@ impl Default for MediaSettings {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rtp_port_min: 20000,
             rtp_port_max: 30000,
+            srtp: crate::media::srtp::SrtpPolicy::default(),
         }
     }
 }

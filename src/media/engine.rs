@@ -61,6 +61,8 @@ pub struct MediaCounters {
     pub packets_not_sent: AtomicU64,
     /// RTP datagrams received.
     pub packets_received: AtomicU64,
+    /// SRTP/SRTCP packets dropped because they failed authentication or the replay check.
+    pub srtp_auth_failures: AtomicU64,
     /// Streams open now.
     pub streams: AtomicU64,
     /// Streams the pump paces now (started and not yet dropped; bridged ones included).

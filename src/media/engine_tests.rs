@@ -1,27 +1,14 @@
 //! Driver tests: real UDP sockets on 127.0.0.1, the far end played by a plain `UdpSocket`.
 //! They assert order and continuity, never timing, and every wait is bounded.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 use super::prompts::PromptAudio;
-use super::rtp::{self, RtpHeader};
+use super::rtp;
+use super::test_support::{WAIT, engine, far_end, packet, recv};
 use super::*;
-
-const WAIT: Duration = Duration::from_secs(2);
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn engine(port_min: u16, port_max: u16) -> MediaEngine {
-    MediaEngine::start(MediaConfig {
-        bind_ip: LOCALHOST,
-        port_min,
-        port_max,
-    })
-}
 
 fn prompts() -> Arc<PromptSet> {
     let set = PromptSet::bundled("sv")
@@ -30,47 +17,11 @@ fn prompts() -> Arc<PromptSet> {
     Arc::new(set)
 }
 
-async fn far_end() -> (UdpSocket, SocketAddr) {
-    let socket = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    (socket, addr)
-}
-
-async fn recv(socket: &UdpSocket) -> Vec<u8> {
-    let mut buf = vec![0u8; 2048];
-    let (len, _) = timeout(WAIT, socket.recv_from(&mut buf))
-        .await
-        .expect("no packet")
-        .unwrap();
-    buf.truncate(len);
-    buf
-}
-
 async fn next_event(stream: &mut MediaStream) -> MediaEvent {
     timeout(WAIT, stream.events().recv())
         .await
         .expect("no event")
         .expect("events closed")
-}
-
-fn packet(
-    marker: bool,
-    payload_type: u8,
-    sequence: u16,
-    timestamp: u32,
-    ssrc: u32,
-    payload: &[u8],
-) -> Vec<u8> {
-    let header = RtpHeader {
-        marker,
-        payload_type,
-        sequence,
-        timestamp,
-        ssrc,
-    };
-    let mut out = header.to_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
 }
 
 #[tokio::test]

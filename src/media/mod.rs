@@ -65,12 +65,17 @@ pub mod relay;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod srtp;
 pub mod stream;
 
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
 mod relay_tests;
+#[cfg(test)]
+mod srtp_engine_tests;
+#[cfg(test)]
+mod test_support;
 
 pub use engine::{MediaConfig, MediaCounters, MediaEngine, MediaError};
 pub use g711::Codec;

@@ -2,7 +2,7 @@
 //! played by plain `UdpSocket`s. They assert what each far end receives (one continuous
 //! stream, RTCP in its own leg's terms, DTMF), never timing; every wait is bounded.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,58 +10,13 @@ use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 use super::rtp::{self, RtpHeader};
+use super::test_support::{LOCALHOST, WAIT, engine, far_end, packet, recv};
 use super::*;
 
-const WAIT: Duration = Duration::from_secs(3);
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const RELAYED: [u8; 160] = [0x11; 160];
-
-fn engine(port_min: u16, port_max: u16) -> MediaEngine {
-    MediaEngine::start(MediaConfig {
-        bind_ip: LOCALHOST,
-        port_min,
-        port_max,
-    })
-}
 
 fn prompts() -> Arc<PromptSet> {
     Arc::new(PromptSet::bundled("sv").unwrap())
-}
-
-async fn bind() -> (UdpSocket, SocketAddr) {
-    let socket = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    (socket, addr)
-}
-
-async fn recv(socket: &UdpSocket) -> Vec<u8> {
-    let mut buf = vec![0u8; 2048];
-    let (len, _) = timeout(WAIT, socket.recv_from(&mut buf))
-        .await
-        .expect("no packet")
-        .unwrap();
-    buf.truncate(len);
-    buf
-}
-
-fn packet(
-    marker: bool,
-    pt: u8,
-    sequence: u16,
-    timestamp: u32,
-    ssrc: u32,
-    payload: &[u8],
-) -> Vec<u8> {
-    let header = RtpHeader {
-        marker,
-        payload_type: pt,
-        sequence,
-        timestamp,
-        ssrc,
-    };
-    let mut out = header.to_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
 }
 
 /// A caller leg `a` on hold towards `far_a`, a queue leg `b` latched to `far_b`, bridged.
@@ -75,8 +30,8 @@ struct Bridged {
 async fn bridged(engine: &MediaEngine, dtmf_pt: Option<u8>) -> (Bridged, Vec<RtpHeader>) {
     let a = engine.open(prompts()).await.unwrap();
     let b = engine.open(prompts()).await.unwrap();
-    let (far_a, far_a_addr) = bind().await;
-    let (far_b, _) = bind().await;
+    let (far_a, far_a_addr) = far_end().await;
+    let (far_b, _) = far_end().await;
     a.start(far_a_addr, Codec::Pcmu, dtmf_pt);
     a.hold();
     let mut hold = Vec::new();
@@ -258,7 +213,7 @@ async fn rtcp_is_translated_for_the_other_leg_and_never_sent_back() {
 async fn in_band_tones_are_digits_when_no_telephone_event_was_negotiated() {
     let engine = engine(48000, 48099);
     let mut stream = engine.open(prompts()).await.unwrap();
-    let (far, far_addr) = bind().await;
+    let (far, far_addr) = far_end().await;
     stream.start(far_addr, Codec::Pcmu, None);
     let samples: Vec<i16> = (0..8 * 200)
         .map(|n| {

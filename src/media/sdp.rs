@@ -1,4 +1,5 @@
-//! SDP offer/answer (RFC 3264) for G.711 audio with RFC 4733 telephone-events.
+//! SDP offer/answer (RFC 3264) for G.711 audio with RFC 4733 telephone-events, and SDES-SRTP
+//! keys (RFC 4568 `a=crypto`, see `srtp`) on `RTP/SAVP` streams as `[media] srtp` allows.
 //!
 //! Parsing uses `rtc-sdp`. Checked against SIPp's, baresip's and Asterisk's offers, LF or CRLF
 //! line ends, IPv4 and IPv6: it parses them. It is strict about RFC 4566 line order and
@@ -17,6 +18,7 @@ use rtc_sdp::description::media::MediaDescription;
 use thiserror::Error;
 
 use super::g711::Codec;
+use super::srtp::{self, Sdes, SrtpPolicy};
 
 /// The packetisation interval idgate sends and asks for, in milliseconds.
 pub const PTIME_MS: u32 = 20;
@@ -32,6 +34,11 @@ pub enum SdpError {
     /// Acceptable Here, RFC 3264 §6).
     #[error("no common codec")]
     NoCommonCodec,
+    /// An audio stream with a common codec was offered, but none meets `[media] srtp`: plain
+    /// RTP when SRTP is required, `RTP/SAVP` when SRTP is off, or `RTP/SAVP` without a usable
+    /// `a=crypto` line (488, RFC 4568 §7.1.2). The text says which, for the log.
+    #[error("no audio stream meets media.srtp: {0}")]
+    Security(&'static str),
 }
 
 /// The result of answering an offer: the answer to send and what was agreed.
@@ -47,6 +54,8 @@ pub struct Negotiated {
     pub dtmf_pt: Option<u8>,
     /// The offer's `a=ptime` (20 if absent). idgate itself always sends 20 ms frames.
     pub ptime: u32,
+    /// The SDES-SRTP keys when the chosen stream is `RTP/SAVP` (`None`: plain RTP).
+    pub srtp: Option<Sdes>,
 }
 
 /// What a remote answer agreed to (see [`parse_answer`]).
@@ -64,20 +73,33 @@ pub struct RemoteMedia {
 
 /// Answers an offer (RFC 3264 §6): accepts the first usable audio stream with PCMU or PCMA
 /// (in the offer's order) plus telephone-event when offered, and rejects other streams with
-/// port 0, keeping the offer's m-line order.
+/// port 0, keeping the offer's m-line order. Whether an `RTP/SAVP` or a plain stream is usable
+/// is `policy`'s call; an `RTP/SAVP` stream is answered with its first usable `a=crypto` line's
+/// tag and suite and a fresh key of ours.
 pub fn answer(
     offer: &str,
     local_ip: IpAddr,
     local_port: u16,
     session_id: u64,
+    policy: SrtpPolicy,
 ) -> Result<Negotiated, SdpError> {
     let desc = parse(offer)?;
-    let (index, codec) = desc
+    let mut refused = None;
+    let (index, codec, srtp) = desc
         .media_descriptions
         .iter()
         .enumerate()
-        .find_map(|(i, m)| first_codec(m).map(|codec| (i, codec)))
-        .ok_or(SdpError::NoCommonCodec)?;
+        .find_map(|(i, m)| {
+            let codec = first_codec(m)?;
+            match security(m, policy) {
+                Ok(srtp) => Some((i, codec, srtp)),
+                Err(why) => {
+                    refused.get_or_insert(why);
+                    None
+                }
+            }
+        })
+        .ok_or(refused.map_or(SdpError::NoCommonCodec, SdpError::Security))?;
     let media = &desc.media_descriptions[index];
     let remote = remote_addr(&desc, media)?;
     let dtmf_pt = telephone_event_pt(media);
@@ -85,6 +107,9 @@ pub fn answer(
     for (i, m) in desc.media_descriptions.iter().enumerate() {
         if i == index {
             audio_section(&mut sdp, local_port, &proto(m), codec, dtmf_pt);
+            if let Some(sdes) = &srtp {
+                let _ = write!(sdp, "a=crypto:{}\r\n", sdes.answer_value());
+            }
         } else {
             let first = m.media_name.formats.first().map_or("0", String::as_str);
             let _ = write!(sdp, "m={} 0 {} {first}\r\n", m.media_name.media, proto(m));
@@ -96,7 +121,28 @@ pub fn answer(
         remote,
         dtmf_pt,
         ptime: ptime(media),
+        srtp,
     })
+}
+
+/// Whether a stream meets the policy: `Ok(None)` plain RTP, `Ok(Some)` SRTP with the keys.
+fn security(media: &MediaDescription, policy: SrtpPolicy) -> Result<Option<Sdes>, &'static str> {
+    let secure = matches!(proto(media).as_str(), "RTP/SAVP" | "RTP/SAVPF");
+    match (secure, policy) {
+        (false, SrtpPolicy::Required) => Err("plain RTP offered, SRTP required"),
+        (false, _) => Ok(None),
+        (true, SrtpPolicy::Off) => Err("RTP/SAVP offered, SRTP off"),
+        (true, _) => {
+            let offered = media
+                .attributes
+                .iter()
+                .filter(|a| a.key == "crypto")
+                .filter_map(|a| a.value.as_deref());
+            srtp::negotiate(offered)
+                .map(Some)
+                .ok_or("RTP/SAVP without a usable a=crypto line")
+        }
+    }
 }
 
 /// Builds an offer for the queue leg: exactly `codec` (the caller's, so the relay can pass
@@ -139,11 +185,15 @@ fn parse(text: &str) -> Result<SessionDescription, SdpError> {
         .map_err(|e| SdpError::Malformed(e.to_string()))
 }
 
-/// The first of PCMU/PCMA in an active RTP/AVP(F) audio stream, in the offer's order. Only the
-/// static payload types 0 and 8 are recognised (RFC 3551), with or without `a=rtpmap`.
+/// The first of PCMU/PCMA in an active RTP/AVP(F) or RTP/SAVP(F) audio stream, in the offer's
+/// order. Only the static payload types 0 and 8 are recognised (RFC 3551), with or without
+/// `a=rtpmap`.
 fn first_codec(media: &MediaDescription) -> Option<Codec> {
     let name = &media.media_name;
-    let rtp_avp = matches!(proto(media).as_str(), "RTP/AVP" | "RTP/AVPF");
+    let rtp_avp = matches!(
+        proto(media).as_str(),
+        "RTP/AVP" | "RTP/AVPF" | "RTP/SAVP" | "RTP/SAVPF"
+    );
     if name.media != "audio" || name.port.value == 0 || !rtp_avp {
         return None;
     }
@@ -233,9 +283,15 @@ fn audio_section(sdp: &mut String, port: u16, proto: &str, codec: Codec, dtmf_pt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::srtp::CryptoSuite;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+
+    /// The default policy (`optional`): what every plain-RTP test below runs under.
+    fn answer(o: &str, ip: IpAddr, port: u16, id: u64) -> Result<Negotiated, SdpError> {
+        super::answer(o, ip, port, id, SrtpPolicy::Optional)
+    }
 
     /// SIPp's built-in `uac` scenario offer.
     const SIPP: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
@@ -327,8 +383,9 @@ mod tests {
         let g722 = offer_with("m=audio 4000 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n");
         let video = offer_with("m=video 4002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n");
         let port0 = offer_with("m=audio 0 RTP/AVP 0 8\r\n");
-        let srtp = offer_with("m=audio 4000 RTP/SAVP 0\r\n");
-        for o in [g722, video, port0, srtp] {
+        let srtp_g722 = offer_with(&format!("m=audio 4000 RTP/SAVP 9\r\na=crypto:{KEY80}\r\n"));
+        let dtls = offer_with("m=audio 4000 UDP/TLS/RTP/SAVP 0\r\n");
+        for o in [g722, video, port0, srtp_g722, dtls] {
             assert_eq!(answer(&o, LOCAL, 1, 1), Err(SdpError::NoCommonCodec), "{o}");
         }
     }
@@ -406,5 +463,152 @@ mod tests {
         );
         let plain = offer(LOCAL, 7000, 5, Codec::Pcmu, None);
         assert!(!plain.contains("telephone-event") && plain.contains("a=sendrecv\r\n"));
+    }
+
+    /// RFC 4568 §8.1's example key (30 bytes of base64).
+    const KEY80: &str =
+        "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4";
+    const INLINE: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn savp(crypto: &[&str]) -> String {
+        let mut m =
+            "m=audio 4000 RTP/SAVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n".to_owned();
+        for c in crypto {
+            m.push_str(&format!("a=crypto:{c}\r\n"));
+        }
+        offer_with(&m)
+    }
+
+    fn with(o: &str, policy: SrtpPolicy) -> Result<Negotiated, SdpError> {
+        super::answer(o, LOCAL, 1000, 1, policy)
+    }
+
+    /// The answer's `a=crypto` value.
+    fn answered_crypto(n: &Negotiated) -> &str {
+        n.sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("a=crypto:"))
+            .unwrap()
+    }
+
+    #[test]
+    fn savp_offer_is_answered_with_savp_our_key_and_the_echoed_tag() {
+        let line = format!("7 AES_CM_128_HMAC_SHA1_80 inline:{INLINE}");
+        let n = with(&savp(&[&line]), SrtpPolicy::Optional).unwrap();
+        assert!(
+            n.sdp.contains("m=audio 1000 RTP/SAVP 0 101\r\n"),
+            "{}",
+            n.sdp
+        );
+        let sdes = n.srtp.clone().unwrap();
+        assert_eq!(
+            (sdes.tag, sdes.suite),
+            (7, CryptoSuite::AesCm128HmacSha1_80)
+        );
+        assert_eq!(sdes.remote.to_inline(), INLINE);
+        let ours = answered_crypto(&n);
+        let key = ours
+            .strip_prefix("7 AES_CM_128_HMAC_SHA1_80 inline:")
+            .unwrap();
+        assert_eq!(key.len(), 40, "{ours}");
+        assert_ne!(key, INLINE, "the answer carries our own key");
+        assert_eq!(key, sdes.local.to_inline());
+        assert_eq!(n.sdp.matches("a=crypto:").count(), 1);
+        // A second answer to the same offer has a fresh key.
+        let again = with(&savp(&[&line]), SrtpPolicy::Required).unwrap();
+        assert_ne!(answered_crypto(&again), ours);
+    }
+
+    #[test]
+    fn the_first_usable_crypto_line_wins_and_unusable_ones_are_skipped() {
+        let offer = savp(&[
+            &format!("1 AES_256_CM_HMAC_SHA1_80 inline:{INLINE}{INLINE}"),
+            KEY80, // MKI |1:4: refused
+            "3 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=",
+            &format!("4 AES_CM_128_HMAC_SHA1_32 inline:{INLINE}|2^31"),
+            &format!("5 AES_CM_128_HMAC_SHA1_80 inline:{INLINE}"),
+        ]);
+        let n = with(&offer, SrtpPolicy::Optional).unwrap();
+        let sdes = n.srtp.clone().unwrap();
+        assert_eq!(
+            (sdes.tag, sdes.suite),
+            (4, CryptoSuite::AesCm128HmacSha1_32)
+        );
+        assert!(answered_crypto(&n).starts_with("4 AES_CM_128_HMAC_SHA1_32 inline:"));
+    }
+
+    #[test]
+    fn savp_without_a_usable_crypto_line_is_refused() {
+        let none = savp(&[]);
+        let bad = savp(&[KEY80, "1 AES_CM_128_HMAC_SHA1_80 inline:!!!!"]);
+        for o in [none, bad] {
+            assert!(
+                matches!(with(&o, SrtpPolicy::Optional), Err(SdpError::Security(_))),
+                "{o}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_off_refuses_savp_and_required_refuses_plain_rtp() {
+        let secure = savp(&[&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE}")]);
+        assert_eq!(
+            with(&secure, SrtpPolicy::Off),
+            Err(SdpError::Security("RTP/SAVP offered, SRTP off"))
+        );
+        assert_eq!(
+            with(SIPP, SrtpPolicy::Required),
+            Err(SdpError::Security("plain RTP offered, SRTP required"))
+        );
+        assert_eq!(with(SIPP, SrtpPolicy::Off).unwrap().srtp, None);
+        assert_eq!(with(SIPP, SrtpPolicy::Optional).unwrap().srtp, None);
+        assert!(with(&secure, SrtpPolicy::Required).unwrap().srtp.is_some());
+        // Plain answers never carry a=crypto.
+        assert!(
+            !with(SIPP, SrtpPolicy::Optional)
+                .unwrap()
+                .sdp
+                .contains("crypto")
+        );
+    }
+
+    #[test]
+    fn with_a_plain_and_a_secure_stream_the_policy_picks() {
+        let both = offer_with(&format!(
+            "m=audio 4000 RTP/AVP 0\r\nm=audio 4002 RTP/SAVP 0\r\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE}\r\n"
+        ));
+        let optional = with(&both, SrtpPolicy::Optional).unwrap();
+        assert_eq!(
+            (optional.remote.port(), optional.srtp.is_none()),
+            (4000, true)
+        );
+        assert!(optional.sdp.contains("m=audio 0 RTP/SAVP 0\r\n"));
+        let required = with(&both, SrtpPolicy::Required).unwrap();
+        assert_eq!(
+            (required.remote.port(), required.srtp.is_some()),
+            (4002, true)
+        );
+        assert!(
+            required
+                .sdp
+                .contains("m=audio 0 RTP/AVP 0\r\nm=audio 1000 RTP/SAVP 0\r\n")
+        );
+    }
+
+    #[test]
+    fn keys_never_show_in_debug() {
+        let n = with(
+            &savp(&[&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE}")]),
+            SrtpPolicy::Optional,
+        )
+        .unwrap();
+        let sdes = n.srtp.unwrap();
+        let shown = format!("{sdes:?}");
+        assert!(
+            !shown.contains(INLINE) && !shown.contains(&sdes.local.to_inline()),
+            "{shown}"
+        );
+        assert!(shown.contains("redacted"), "{shown}");
     }
 }

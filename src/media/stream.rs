@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 // Registered for reading only: see `engine::socket` (the pump's sends woke the reactor).
@@ -22,6 +22,7 @@ use super::prompts::PromptSet;
 use super::relay::{Continuity, Origin};
 use super::rtcp::{self, Translation};
 use super::rtp::{self, RtpHeader, RtpPacket};
+use super::srtp::SrtpSession;
 
 /// Events a stream reports to its call task.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,9 @@ pub(crate) struct StreamShared {
     counters: Arc<MediaCounters>,
     rtcp_received: AtomicU64,
     rtcp_sent: AtomicU64,
+    /// SDES-SRTP for this leg, set once before `start` (the caller leg when it offered
+    /// `RTP/SAVP`). Unset, the send and receive paths are the plain ones: one atomic load more.
+    srtp: OnceLock<SrtpSession>,
     // Declared after the sockets: the port returns to the pool only once they are closed.
     _lease: PortLease,
 }
@@ -136,7 +140,15 @@ impl StreamShared {
 
     fn transmit(&self, packet: &[u8]) {
         let Some(remote) = self.remote() else { return };
-        match self.socket.try_send_to(packet, remote) {
+        let sent = match self.srtp.get() {
+            None => self.socket.try_send_to(packet, remote),
+            // Each call's packet is protected with its own key and rollover counter.
+            Some(srtp) => match srtp.protect_rtp(packet) {
+                Ok(protected) => self.socket.try_send_to(protected.as_ref(), remote),
+                Err(e) => Err(std::io::Error::other(e)),
+            },
+        };
+        match sent {
             Ok(_) => self.counters.packets_sent.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
                 tracing::trace!(stream = self.id, error = %e, "RTP packet not sent");
@@ -199,8 +211,39 @@ impl StreamShared {
         let Some(remote) = lock(&self.rtcp_remote).address() else {
             return;
         };
-        if socket.try_send_to(packet, remote).is_ok() {
+        let sent = match self.srtp.get() {
+            None => socket.try_send_to(packet, remote),
+            Some(srtp) => match srtp.protect_rtcp(packet) {
+                Ok(protected) => socket.try_send_to(protected.as_ref(), remote),
+                Err(e) => Err(std::io::Error::other(e)),
+            },
+        };
+        if sent.is_ok() {
             self.rtcp_sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Unprotects an SRTP (or, `rtcp`, SRTCP) datagram in place when the leg uses SRTP and
+    /// returns its plain length; `None` drops it (failed authentication or replay, counted).
+    fn unprotect(&self, datagram: &mut [u8], rtcp: bool) -> Option<usize> {
+        let Some(srtp) = self.srtp.get() else {
+            return Some(datagram.len());
+        };
+        let plain = if rtcp {
+            srtp.unprotect_rtcp(datagram)
+        } else {
+            srtp.unprotect_rtp(datagram)
+        };
+        match plain {
+            Ok(len) => Some(len),
+            Err(e) => {
+                let len = datagram.len();
+                tracing::trace!(stream = self.id, len, rtcp, error = %e, "SRTP packet dropped");
+                self.counters
+                    .srtp_auth_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
         }
     }
 }
@@ -305,7 +348,12 @@ async fn receive(shared: Arc<StreamShared>) {
             .packets_received
             .fetch_add(1, Ordering::Relaxed);
         let datagram = &mut buf[..len];
-        if rtp::is_rtcp(datagram) {
+        let rtcp = rtp::is_rtcp(datagram);
+        let Some(len) = shared.unprotect(datagram, rtcp) else {
+            continue;
+        };
+        let datagram = &mut datagram[..len];
+        if rtcp {
             shared.on_rtcp(datagram, from, false, &mut rtcp_out);
             continue;
         }
@@ -328,7 +376,11 @@ async fn receive_rtcp(shared: Arc<StreamShared>) {
     let mut out = Vec::new();
     loop {
         match socket.recv_from(&mut buf).await {
-            Ok((len, from)) => shared.on_rtcp(&buf[..len], from, true, &mut out),
+            Ok((len, from)) => {
+                if let Some(len) = shared.unprotect(&mut buf[..len], true) {
+                    shared.on_rtcp(&buf[..len], from, true, &mut out);
+                }
+            }
             Err(e) => {
                 tracing::debug!(stream = shared.id, error = %e, "RTCP receive failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -389,6 +441,7 @@ impl MediaStream {
             counters,
             rtcp_received: AtomicU64::new(0),
             rtcp_sent: AtomicU64::new(0),
+            srtp: OnceLock::new(),
             _lease: lease,
         });
         let receivers = [
@@ -425,6 +478,19 @@ impl MediaStream {
             prompts,
             codec,
         });
+    }
+
+    /// Protects this leg with SDES-SRTP from now on: every RTP and RTCP packet sent is
+    /// protected, every one received must authenticate or is dropped (and counted). Call it
+    /// before `start`; a leg is keyed once (a second call is ignored: idgate answers
+    /// re-INVITEs with its first answer, keys included).
+    pub fn secure(&self, session: SrtpSession) {
+        if self.shared.srtp.set(session).is_err() {
+            tracing::debug!(
+                stream = self.shared.id,
+                "SRTP already set; new keys ignored"
+            );
+        }
     }
 
     /// Sets the signalled remote address without sending anything (for a leg that is only

@@ -7,9 +7,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::challenge;
 use super::intake::ALLOW;
 use super::leg::CallerLeg;
-use super::message::{from_display_name, inbound_headers, source_ip};
+use super::message::{from_display_name, inbound_headers};
 use super::screen::screen;
 use super::{IncomingCall, SipStack};
 use crate::identity::caller::request_uri_user;
@@ -106,14 +107,8 @@ fn retry_after_header(secs: u32) -> Header {
 }
 
 async fn new_invite(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<IncomingCall>) {
-    let Some(source) = source_ip(&tx.original).filter(|ip| stack.is_trusted(*ip)) else {
-        warn!(source = ?source_ip(&tx.original), "INVITE from an untrusted peer refused");
-        stack
-            .inner
-            .settings
-            .admit
-            .untrusted(source_ip(&tx.original));
-        let _ = tx.reply(StatusCode::Forbidden).await;
+    // Trusted peer, trunk credentials, or both (`sip::auth`); else 401 or 403 is sent.
+    let Some(admitted) = challenge::admit_invite(&stack, &mut tx).await else {
         return;
     };
     // Refused before a dialog exists: nothing is answered, nothing to clean up.
@@ -132,7 +127,7 @@ async fn new_invite(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<In
         &tx,
         state_tx,
         None,
-        Some(stack.contact()),
+        Some(stack.contact_for(&tx)),
     ) {
         Ok(d) => d,
         Err(e) => {
@@ -152,8 +147,8 @@ async fn new_invite(stack: SipStack, mut tx: Transaction, calls: mpsc::Sender<In
         caller_display_name: from_display_name(&headers),
         headers,
         spoofed,
-        source,
-        trusted_peer: true,
+        source: admitted.source,
+        trusted_peer: admitted.trusted_peer,
         offer: tx.original.body.clone(),
         leg: CallerLeg::new(stack.clone(), dialog.clone(), state_rx),
     };

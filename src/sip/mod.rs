@@ -5,6 +5,8 @@
 //! REFER/NOTIFY and header hygiene. It makes no call-flow decisions: an accepted INVITE is
 //! handed to the `call` module as an [`IncomingCall`].
 
+mod auth;
+mod challenge;
 #[cfg(test)]
 mod conformance;
 mod dispatch;
@@ -14,6 +16,7 @@ mod leg;
 mod message;
 mod screen;
 mod tcp;
+mod tls;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr};
@@ -27,8 +30,10 @@ use rsipstack::transport::{TcpListenerConnection, TransportLayer, udp::UdpConnec
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{AuthMode, TrunkAuth};
 pub use leg::{CallerLeg, LegEvent, OutboundCall, QueueLeg};
 pub use message::parse_dtmf_info;
+pub use tls::{DEFAULT_RELOAD_POLL, TlsSettings};
 
 /// What the SIP layer needs to know to start.
 #[derive(Debug, Clone)]
@@ -50,6 +55,10 @@ pub struct SipSettings {
     /// Host written in Contact instead of the listen address (behind NAT, or listening on
     /// `0.0.0.0` behind a proxy).
     pub public_address: Option<String>,
+    /// Who else may send INVITEs: trunks with digest credentials (`sip.auth`, `sip.trunks`).
+    pub trunk_auth: TrunkAuth,
+    /// The SIP over TLS listener (`sip::tls`), if any.
+    pub tls: Option<TlsSettings>,
 }
 
 /// What the SIP layer asks the rest of idgate before taking new work. A refusal carries the
@@ -59,7 +68,8 @@ pub trait Admit: std::fmt::Debug + Send + Sync + 'static {
     fn admit_call(&self) -> Result<(), u32>;
     /// Whether OPTIONS is answered 200 (a load balancer's probe) rather than 503.
     fn accepting(&self) -> Result<(), u32>;
-    /// An INVITE from a source outside `trusted_peers` was refused (403).
+    /// An INVITE from a source outside `trusted_peers`, or with bad trunk credentials, was
+    /// refused (403).
     fn untrusted(&self, _source: Option<std::net::IpAddr>) {}
 }
 
@@ -85,7 +95,7 @@ pub enum SipError {
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// udp or tcp.
+        /// udp, tcp or tls.
         transport: &'static str,
         /// What the stack said.
         detail: String,
@@ -101,6 +111,9 @@ pub enum SipError {
     /// The stack refused or failed an operation on a dialog.
     #[error("SIP stack: {0}")]
     Stack(String),
+    /// The TLS listener's certificate or key cannot be used.
+    #[error("SIP TLS: {0}")]
+    Tls(#[from] crate::config::TlsFileError),
 }
 
 impl From<rsipstack::Error> for SipError {
@@ -126,8 +139,8 @@ pub struct IncomingCall {
     pub caller_display_name: Option<crate::identity::headers::CallerDisplayName>,
     /// The source address of the INVITE (from the top Via's received/sent-by).
     pub source: IpAddr,
-    /// Whether the source is a trusted peer (only then is P-Asserted-Identity believed). Today
-    /// every INVITE that reaches the application is; digest-authenticated trunks may not be.
+    /// Whether the source is a trusted peer (only then is P-Asserted-Identity believed). False
+    /// for a trunk admitted by digest credentials alone (`sip.auth`).
     pub trusted_peer: bool,
     /// The SDP offer (may be empty: offerless INVITE).
     pub offer: Vec<u8>,
@@ -150,9 +163,15 @@ struct StackInner {
 impl SipStack {
     /// Binds the transports, starts the stack and returns it with the stream of incoming calls.
     pub async fn start(
-        settings: SipSettings,
+        mut settings: SipSettings,
         cancel: CancellationToken,
     ) -> Result<(SipStack, mpsc::Receiver<IncomingCall>), SipError> {
+        // TLS is idgate's own listener behind the gate (`tls`); it keeps the bound address in
+        // `settings.tls` for Contact.
+        let tls_listener = match settings.tls.as_mut() {
+            Some(tls) => Some(tls::bind(tls, cancel.child_token()).await?),
+            None => None,
+        };
         let transports = TransportLayer::new(cancel.child_token());
         if settings.udp {
             // idgate's own socket, so that malformed datagrams are answered (`udp`, `intake`).
@@ -196,6 +215,11 @@ impl SipStack {
         if let Some(listener) = gated_tcp {
             tcp::serve(listener, endpoint.inner.clone(), cancel.child_token())
                 .map_err(|e| bind_error(settings.listen, "tcp", e.into()))?;
+        }
+        if let (Some(listener), Some(tls)) = (tls_listener, &settings.tls) {
+            listener
+                .serve(endpoint.inner.clone(), cancel.child_token())
+                .map_err(|e| bind_error(tls.listen, "tls", e.into()))?;
         }
         let incoming = endpoint.incoming_transactions()?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));

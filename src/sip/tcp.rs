@@ -20,7 +20,7 @@ use rsipstack::transaction::endpoint::EndpointInner;
 use rsipstack::transport::stream::StreamConnectionInner;
 use rsipstack::transport::tcp::TcpConnection;
 use rsipstack::transport::{SipAddr, SipConnection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -101,8 +101,9 @@ async fn connect(
 
 /// Reads the caller's bytes, frames them and passes, refuses or drops each message. Ends when
 /// the caller closes, the stack retires the connection (`token`) or the stream cannot be framed.
-async fn gate(
-    mut client: ReadHalf<TcpStream>,
+/// `client` is the caller's socket, or its decrypted TLS stream (`super::tls`).
+pub(super) async fn gate<R: AsyncRead + Unpin>(
+    mut client: R,
     mut to_stack: TcpStream,
     conn: TcpConnection,
     peer: SocketAddr,
@@ -241,14 +242,14 @@ fn frame(buffer: &[u8]) -> Frame {
 }
 
 /// Loopback socket pairs: one per caller connection, its far end read by the stack.
-struct Pipes {
+pub(super) struct Pipes {
     listener: TcpListener,
     /// One pair at a time, so that each accept belongs to its connect.
     lock: Mutex<()>,
 }
 
 impl Pipes {
-    fn bind() -> std::io::Result<Pipes> {
+    pub(super) fn bind() -> std::io::Result<Pipes> {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
         Ok(Pipes {
@@ -257,7 +258,7 @@ impl Pipes {
         })
     }
 
-    async fn pair(&self) -> std::io::Result<(TcpStream, TcpStream)> {
+    pub(super) async fn pair(&self) -> std::io::Result<(TcpStream, TcpStream)> {
         let _one_at_a_time = self.lock.lock().await;
         let near = TcpStream::connect(self.listener.local_addr()?).await?;
         near.set_nodelay(true)?;
