@@ -174,6 +174,39 @@ fn an_offer_without_pcmu_or_pcma_gets_488() {
     );
 }
 
+/// `[media] srtp` on the wire: "required" refuses a plain offer and answers an SDES one with
+/// RTP/SAVP and a key of its own; "off" refuses the SDES offer.
+#[test]
+fn srtp_required_and_off_answer_offers_as_configured() {
+    const KEY: &str = "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let secure = |ua: &RawUa| {
+        ua.offer("0 8", "").replace("RTP/AVP", "RTP/SAVP")
+            + &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 {KEY}\r\n")
+    };
+
+    let required = Idgate::start_with_media(NO_IDENTIFY, SIMULATOR, "srtp = \"required\"\n");
+    let ua = RawUa::new(&required);
+    ua.send(&ua.invite("wire-srtp-plain", &ua.offer("0 8", "")));
+    ua.recv_until("SIP/2.0 488", Duration::from_secs(5))
+        .expect("a plain offer refused with 488 when SRTP is required");
+    ua.send(&ua.invite("wire-srtp-sdes", &secure(&ua)));
+    let (ok, _) = ua
+        .recv_until("SIP/2.0 200", Duration::from_secs(5))
+        .expect("the SDES offer answered");
+    assert!(ok.contains("RTP/SAVP 0"), "{ok}");
+    let crypto = ok
+        .lines()
+        .find(|l| l.starts_with("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"))
+        .unwrap_or_else(|| panic!("an a=crypto answer with the offer's tag and suite: {ok}"));
+    assert!(!crypto.contains(KEY), "idgate's key is its own: {crypto}");
+
+    let off = Idgate::start_with_media(NO_IDENTIFY, SIMULATOR, "srtp = \"off\"\n");
+    let ua = RawUa::new(&off);
+    ua.send(&ua.invite("wire-srtp-off", &secure(&ua)));
+    ua.recv_until("SIP/2.0 488", Duration::from_secs(5))
+        .expect("an SDES offer refused with 488 when SRTP is off");
+}
+
 #[test]
 fn methods_idgate_does_not_serve_get_sane_final_responses() {
     let idgate = Idgate::start(NO_IDENTIFY, SIMULATOR);

@@ -61,6 +61,12 @@ impl Idgate {
         Idgate::launch(None, routes, simulator, sip_extra, "", sections)
     }
 
+    /// As `start`, with extra lines for the `[media]` section (`srtp = "required"`).
+    pub fn start_with_media(routes: &str, simulator: &str, media_extra: &str) -> Idgate {
+        let sip = ("127.0.0.1", "127.0.0.1", "", media_extra);
+        Idgate::launch_on(sip, None, routes, simulator, "", "")
+    }
+
     /// As `start_full`, with SIP listening on `host` (`[::1]`, `[::]`, `0.0.0.0`) and RTP on
     /// `media_ip` (`[media] bind_ip`: `::1`) instead of `127.0.0.1`; ports picked as for the
     /// others.
@@ -72,7 +78,7 @@ impl Idgate {
         sections: &str,
     ) -> Idgate {
         let http = None;
-        let sip = (host, media_ip, sip_extra);
+        let sip = (host, media_ip, sip_extra, "");
         Idgate::launch_on(sip, http, routes, simulator, "", sections)
     }
 
@@ -110,14 +116,14 @@ impl Idgate {
         http_extra: &str,
         sections: &str,
     ) -> Idgate {
-        let sip = ("127.0.0.1", "127.0.0.1", sip_extra);
+        let sip = ("127.0.0.1", "127.0.0.1", sip_extra, "");
         Idgate::launch_on(sip, http_port, routes, simulator, http_extra, sections)
     }
 
     /// As `launch`, with SIP listening on `sip.0` and RTP on `sip.1`; `sip.2`: extra `[sip]`
-    /// lines.
+    /// lines, `sip.3`: extra `[media]` lines.
     fn launch_on(
-        sip: (&str, &str, &str),
+        sip: (&str, &str, &str, &str),
         http_port: Option<u16>,
         routes: &str,
         simulator: &str,
@@ -143,7 +149,7 @@ impl Idgate {
         http_port: u16,
         routes: &str,
         simulator: &str,
-        (sip_host, media_ip, sip_extra): (&str, &str, &str),
+        (sip_host, media_ip, sip_extra, media_extra): (&str, &str, &str, &str),
         http_extra: &str,
         sections: &str,
     ) -> Idgate {
@@ -157,7 +163,7 @@ impl Idgate {
         let config = format!(
             "[sip]\nlisten = \"{sip_host}:{sip_port}\"\n{sip_extra}\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\
-             [media]\nbind_ip = \"{media_ip}\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {rtp_max}\n\
+             [media]\nbind_ip = \"{media_ip}\"\nrtp_port_min = {rtp_min}\nrtp_port_max = {rtp_max}\n{media_extra}\
              [store]\nurl = \"sqlite://{db}\"\n\
              [dialplan]\ndir = \"{dialplans}\"\n\
              [provider.simulator]\n{simulator}\n{sections}\n",
