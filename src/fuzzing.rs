@@ -41,6 +41,14 @@ pub fn sip_message(data: &[u8]) {
     let _ = SipMessage::try_from(data);
 }
 
+/// `Authorization` header values (one a line, `NONCE`/`RESPONSE` placeholders filled in with a
+/// real nonce and the right response): `sip::auth`'s digest parser (required fields present,
+/// fields are text of the input, written back parses the same) and `TrunkAuth::decide` (never
+/// admits without the configured password's response; a locked-out source never admitted).
+pub fn digest_credentials(data: &[u8]) {
+    crate::sip::TrunkAuth::fuzz_authorization(data);
+}
+
 /// SDP offer/answer: answering any offer (IPv4 and IPv6) gives an answer that is itself a usable
 /// offer agreeing to the same codec and telephone-event, at our address, with as many m-lines
 /// as the offer; reading any text as the queue's answer does not panic.
@@ -339,7 +347,7 @@ mod tests {
 
     type Target = fn(&[u8]);
 
-    const TARGETS: [(&str, Target); 9] = [
+    const TARGETS: [(&str, Target); 10] = [
         ("sip_message", sip_message),
         ("sdp_offer_answer", sdp_offer_answer),
         ("rtp_packet", rtp_packet),
@@ -349,6 +357,7 @@ mod tests {
         ("personal_number", personal_number),
         ("config_file", config_file),
         ("dialplan_file", dialplan_file),
+        ("digest_credentials", digest_credentials),
     ];
 
     /// The committed seeds (`fuzz/seeds/<target>`) pass their target: a cheap corpus run in CI.

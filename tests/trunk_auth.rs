@@ -271,13 +271,18 @@ impl Uac {
 
 /// `Authorization` for a SHA-256 challenge, computed here from RFC 7616 §3.4.1.
 fn sha256_authorization(challenge: &str, uri: &str, nc: &str) -> String {
+    authorization_with_password(challenge, uri, nc, PASSWORD)
+}
+
+/// As `sha256_authorization`, with `password`.
+fn authorization_with_password(challenge: &str, uri: &str, nc: &str, password: &str) -> String {
     let h = |s: &str| hex::encode(Sha256::digest(s.as_bytes()));
     let nonce = challenge
         .split("nonce=\"")
         .nth(1)
         .and_then(|r| r.split('"').next())
         .expect("nonce");
-    let ha1 = h(&format!("carrier:idgate:{PASSWORD}"));
+    let ha1 = h(&format!("carrier:idgate:{password}"));
     let ha2 = h(&format!("INVITE:{uri}"));
     let response = h(&format!("{ha1}:{nonce}:{nc}:raw-cnonce:auth:{ha2}"));
     format!(
@@ -326,6 +331,57 @@ fn sha256_credentials_admit_once_and_a_replay_or_another_uri_does_not() {
     uac.ack(&other_uri, "5001", "raw-3", 1, "r3a");
     let log = wait_for_log(&idgate, "wrong-uri");
     assert!(log.contains("wrong-uri"), "{log}");
+}
+
+#[test]
+fn a_guesser_is_locked_out_even_for_the_right_password_until_the_window_has_passed() {
+    let secrets = tempfile::tempdir().expect("dir");
+    // Three failures within 3 s lock the source out for 3 s.
+    let sections = trunk_sections(secrets.path(), "[\"SHA-256\"]").replace(
+        "[sip.auth]\n",
+        "[sip.auth]\nmax_failures = 3\nfailure_window_secs = 3\n",
+    );
+    let idgate = Idgate::start_full(&route(9), FAST_APPROVE, NOT_TRUSTED, &sections);
+    let uac = Uac::new(idgate.sip_addr());
+    let uri = format!("sip:5000@{}", idgate.sip_addr());
+
+    uac.send(&uac.invite("5000", "guess-0", 1, "g0", ""));
+    let challenge = uac.final_response("guess-0");
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    uac.ack(&challenge, "5000", "guess-0", 1, "g0");
+    let offer = header(&challenge, "WWW-Authenticate").expect("challenge");
+
+    // Three wrong passwords, then the right one: 403 for all four.
+    let attempts = ["hunter2", "letmein", "123456", PASSWORD];
+    for (i, password) in attempts.iter().enumerate() {
+        let call = format!("guess-{}", i + 1);
+        let branch = format!("g{}", i + 1);
+        let nc = format!("{:08x}", i + 1);
+        let credentials = authorization_with_password(offer, &uri, &nc, password);
+        uac.send(&uac.invite("5000", &call, 1, &branch, &credentials));
+        let answer = uac.final_response(&call);
+        assert!(answer.starts_with("SIP/2.0 403"), "{password}: {answer}");
+        uac.ack(&answer, "5000", &call, 1, &branch);
+    }
+    let log = wait_for_log(&idgate, "locked-out");
+    assert!(log.contains("too many failures"), "{log}");
+    assert!(!log.contains(PASSWORD), "the password reached the log");
+    assert!(
+        idgate.metric_series("idgate_calls_rejected_total{status=\"403\"}") >= 4.0,
+        "the refusals are counted"
+    );
+
+    // After the window, the right password gets through.
+    std::thread::sleep(Duration::from_millis(4_100));
+    let credentials = authorization_with_password(offer, &uri, "00000010", PASSWORD);
+    uac.send(&uac.invite("5000", "guess-5", 1, "g5", &credentials));
+    let answer = uac.final_response("guess-5");
+    assert!(
+        answer.starts_with("SIP/2.0 200"),
+        "{answer}\n{}",
+        idgate.log()
+    );
+    uac.ack(&answer, "5000", "guess-5", 1, "g5b");
 }
 
 // ---- a real UAC: baresip ----

@@ -71,6 +71,13 @@ pub struct SipAuthConfig {
     /// only the first challenge (SIPp 3.6: put `"MD5"` first) or give up on any they do not
     /// know (baresip 1.0.0: `["MD5"]` alone). Default `["SHA-256", "MD5"]`.
     pub algorithms: Vec<DigestAlgorithm>,
+    /// Failed digest responses (wrong password, unknown user name, wrong `uri`) from one source
+    /// address within `failure_window_secs` that lock it out: for `failure_window_secs` from
+    /// the last of them its INVITEs with credentials get `403` without being checked. Trusted
+    /// peers are never locked out. `0` turns the limit off. 0 to 1000. Default `5`.
+    pub max_failures: u32,
+    /// The counting window and the lockout's length, in seconds. 1 to 86400. Default `60`.
+    pub failure_window_secs: u32,
 }
 
 impl Default for SipAuthConfig {
@@ -80,6 +87,8 @@ impl Default for SipAuthConfig {
             realm: "idgate".to_owned(),
             nonce_lifetime_secs: 300,
             algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            max_failures: 5,
+            failure_window_secs: 60,
         }
     }
 }
@@ -155,6 +164,14 @@ pub(crate) fn validate(auth: &SipAuthConfig, trunks: &[TrunkConfig]) -> Result<(
     if !(10..=3600).contains(&auth.nonce_lifetime_secs) {
         let problem = format!("{} must be 10 to 3600", auth.nonce_lifetime_secs);
         return Err(Problem::new("sip.auth.nonce_lifetime_secs", problem));
+    }
+    if auth.max_failures > 1000 {
+        let problem = format!("{} must be 0 (off) to 1000", auth.max_failures);
+        return Err(Problem::new("sip.auth.max_failures", problem));
+    }
+    if !(1..=86_400).contains(&auth.failure_window_secs) {
+        let problem = format!("{} must be 1 to 86400", auth.failure_window_secs);
+        return Err(Problem::new("sip.auth.failure_window_secs", problem));
     }
     if auth.algorithms.is_empty() {
         return Err(Problem::new(
@@ -308,6 +325,8 @@ mod tests {
         let defaults = Config::parse("idgate.toml", "").unwrap();
         assert_eq!(defaults.sip.auth.mode, AuthMode::PeersOrDigest);
         assert!(defaults.sip.trunks.is_empty());
+        assert_eq!(defaults.sip.auth.max_failures, 5);
+        assert_eq!(defaults.sip.auth.failure_window_secs, 60);
     }
 
     #[test]
@@ -318,6 +337,10 @@ mod tests {
         assert!(err("[sip.auth]\nrealm = \"a\\\"b\"\n").contains("sip.auth.realm"));
         assert!(err("[sip.auth]\nnonce_lifetime_secs = 5\n").contains("nonce_lifetime_secs"));
         assert!(err("[sip.auth]\nalgorithms = []\n").contains("sip.auth.algorithms"));
+        assert!(err("[sip.auth]\nmax_failures = 1001\n").contains("sip.auth.max_failures"));
+        assert!(err("[sip.auth]\nmax_failures = -1\n").contains("sip.auth.max_failures"));
+        let window = "[sip.auth]\nfailure_window_secs = 0\n";
+        assert!(err(window).contains("sip.auth.failure_window_secs"));
         let twice = "[sip.auth]\nalgorithms = [\"MD5\", \"MD5\"]\n";
         assert!(err(twice).contains("sip.auth.algorithms[1]"));
         assert!(err("[sip.auth]\nalgorithms = [\"SHA256\"]\n").contains("sip.auth.algorithms"));

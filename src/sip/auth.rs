@@ -12,8 +12,14 @@
 //! was already used, gets a new challenge with `stale=true` when the response is otherwise
 //! right. A wrong response, an unknown user name, a `uri` other than the Request-URI or a
 //! trunk outside its `networks` all get the same `403`, at once.
+//!
+//! Password guessing is limited per source address (`lockout`, `sip.auth.max_failures` within
+//! `failure_window_secs`): a locked-out source's credentials get that `403` unchecked, even
+//! right ones, until the window has passed. Trusted peers are never locked out.
 
 mod digest;
+mod fuzz;
+mod lockout;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +37,7 @@ use sha2::Sha256;
 pub use crate::config::AuthMode;
 use crate::config::{SipAuthConfig, TrunkSecret};
 use digest::{Algorithm, Credentials, DigestInput, constant_time_eq, parse_credentials};
+use lockout::FailureLimit;
 
 /// Nonce counts remembered (one entry per nonce that authenticated a request). Beyond this,
 /// expired entries are dropped; if none is, a new request is asked to take a fresh nonce.
@@ -57,6 +64,8 @@ struct Inner {
     /// Makes every nonce unique, even two to one source in the same second.
     issued: AtomicU64,
     replay: Mutex<ReplayGuard>,
+    /// Failed responses per untrusted source.
+    failures: Mutex<FailureLimit>,
 }
 
 impl fmt::Debug for TrunkAuth {
@@ -118,6 +127,9 @@ pub(crate) enum Refusal {
     WrongUri,
     /// Wrong response, unknown user name, or a trunk outside its `networks`.
     BadCredentials,
+    /// Credentials from a source with too many failed responses of late
+    /// (`sip.auth.max_failures`); not checked.
+    LockedOut,
 }
 
 impl Refusal {
@@ -128,6 +140,7 @@ impl Refusal {
             Refusal::Malformed => "malformed-credentials",
             Refusal::WrongUri => "wrong-uri",
             Refusal::BadCredentials => "bad-credentials",
+            Refusal::LockedOut => "locked-out",
         }
     }
 }
@@ -164,6 +177,10 @@ impl TrunkAuth {
                 key,
                 issued: AtomicU64::new(0),
                 replay: Mutex::new(ReplayGuard::default()),
+                failures: Mutex::new(FailureLimit::new(
+                    config.max_failures,
+                    u64::from(config.failure_window_secs),
+                )),
             }),
         }
     }
@@ -218,9 +235,19 @@ impl TrunkAuth {
         let Some(creds) = ours else {
             return Decision::Challenge { stale: false };
         };
+        // Trusted peers are never locked out, and their failures are not counted.
+        let limited = !invite.trusted_peer;
+        if limited && self.failures().locked_out(now, canonical(source)) {
+            return Decision::Refuse(Refusal::LockedOut);
+        }
         let trunk = match self.check_response(source, invite, &creds) {
             Ok(trunk) => trunk,
-            Err(refusal) => return Decision::Refuse(refusal),
+            Err(refusal) => {
+                if limited && matches!(refusal, Refusal::BadCredentials | Refusal::WrongUri) {
+                    self.failures().failed(now, canonical(source));
+                }
+                return Decision::Refuse(refusal);
+            }
         };
         let Some(expires) = self.nonce_expiry(&creds.nonce, now, source) else {
             return Decision::Challenge { stale: true };
@@ -237,6 +264,13 @@ impl TrunkAuth {
             },
             None => Decision::Challenge { stale: true },
         }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, FailureLimit> {
+        self.inner
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The trunk whose password gives `creds.response`; the same work for an unknown user.

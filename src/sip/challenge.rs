@@ -89,6 +89,11 @@ async fn refuse(
 ) {
     match why {
         Refusal::UntrustedSource => warn!(?source, "INVITE from an untrusted peer refused"),
+        Refusal::LockedOut => warn!(
+            ?source,
+            why = why.as_str(),
+            "INVITE with trunk credentials refused unchecked: too many failures from this source"
+        ),
         _ => warn!(
             ?source,
             why = why.as_str(),

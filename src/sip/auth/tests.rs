@@ -510,3 +510,204 @@ fn two_calls_in_the_same_second_get_their_own_nonces() {
         assert_eq!(got, admitted_trunk(false));
     }
 }
+
+// ---- the password-guessing limit ----
+
+fn wrong(nonce: &str, nc: &str) -> Vec<String> {
+    authorization(
+        nonce,
+        Answer {
+            password: "guess",
+            nc,
+            ..Answer::default()
+        },
+    )
+}
+
+fn right(nonce: &str, nc: &str) -> Vec<String> {
+    authorization(
+        nonce,
+        Answer {
+            nc,
+            ..Answer::default()
+        },
+    )
+}
+
+#[test]
+fn too_many_failures_lock_a_source_out_even_with_the_right_password_until_the_window_passes() {
+    let auth = policy(AuthMode::PeersOrDigest, &[]);
+    let nonce = nonce_of(&auth.challenges(NOW, ip(TRUNK_IP), false));
+    for i in 0..5 {
+        let creds = wrong(&nonce, &format!("{:08x}", i + 1));
+        let decision = auth.decide(NOW + i, &invite(TRUNK_IP, false, &creds));
+        assert_eq!(decision, Decision::Refuse(Refusal::BadCredentials), "{i}");
+    }
+    // The 5th failure was at NOW + 4: locked out until NOW + 64, the right password included.
+    let creds = right(&nonce, "00000010");
+    for at in [NOW + 5, NOW + 63] {
+        let decision = auth.decide(at, &invite(TRUNK_IP, false, &creds));
+        assert_eq!(decision, Decision::Refuse(Refusal::LockedOut), "at {at}");
+    }
+    // Without credentials it is still challenged (nothing to guess with).
+    let decision = auth.decide(NOW + 5, &invite(TRUNK_IP, false, &[]));
+    assert_eq!(decision, Decision::Challenge { stale: false });
+    // Another source is not affected.
+    let other = "198.51.100.7";
+    let other_nonce = nonce_of(&auth.challenges(NOW + 5, ip(other), false));
+    let creds_other = right(&other_nonce, "00000001");
+    let decision = auth.decide(NOW + 5, &invite(other, false, &creds_other));
+    assert_eq!(decision, admitted_trunk(false));
+    // Once the window has passed, the right password gets through.
+    let decision = auth.decide(NOW + 64, &invite(TRUNK_IP, false, &creds));
+    assert_eq!(decision, admitted_trunk(false));
+}
+
+#[test]
+fn failures_count_only_within_the_window_and_only_wrong_answers_count() {
+    let auth = policy(AuthMode::PeersOrDigest, &[]);
+    let nonce = nonce_of(&auth.challenges(NOW, ip(TRUNK_IP), false));
+    for i in 0..4 {
+        auth.decide(
+            NOW,
+            &invite(TRUNK_IP, false, &wrong(&nonce, &format!("{i:08x}"))),
+        );
+    }
+    // Successes, malformed credentials and requests without credentials do not count.
+    let ok = auth.decide(
+        NOW + 1,
+        &invite(TRUNK_IP, false, &right(&nonce, "00000100")),
+    );
+    assert_eq!(ok, admitted_trunk(false));
+    let mut malformed = right(&nonce, "00000101");
+    malformed[0] = malformed[0].replace(", qop=auth", "");
+    let decision = auth.decide(NOW + 1, &invite(TRUNK_IP, false, &malformed));
+    assert_eq!(decision, Decision::Refuse(Refusal::Malformed));
+    let decision = auth.decide(
+        NOW + 1,
+        &invite(TRUNK_IP, false, &right(&nonce, "00000102")),
+    );
+    assert_eq!(decision, admitted_trunk(false));
+    // The 5th failure, but 60 s after the first: a new window, not a lockout.
+    let late = wrong(&nonce, "00000200");
+    auth.decide(NOW + 60, &invite(TRUNK_IP, false, &late));
+    let decision = auth.decide(
+        NOW + 61,
+        &invite(TRUNK_IP, false, &right(&nonce, "00000201")),
+    );
+    assert_eq!(decision, admitted_trunk(false));
+    // A wrong uri counts as a failure: four more make five in this window.
+    let wrong_uri = authorization(
+        &nonce,
+        Answer {
+            uri: "sip:5001@127.0.0.1:5060",
+            nc: "00000300",
+            ..Answer::default()
+        },
+    );
+    for _ in 0..4 {
+        let decision = auth.decide(NOW + 62, &invite(TRUNK_IP, false, &wrong_uri));
+        assert_eq!(decision, Decision::Refuse(Refusal::WrongUri));
+    }
+    let decision = auth.decide(
+        NOW + 62,
+        &invite(TRUNK_IP, false, &right(&nonce, "00000301")),
+    );
+    assert_eq!(decision, Decision::Refuse(Refusal::LockedOut));
+}
+
+#[test]
+fn trusted_peers_are_never_locked_out_and_zero_turns_the_limit_off() {
+    let auth = policy(AuthMode::PeersAndDigest, &[]);
+    let nonce = nonce_of(&auth.challenges(NOW, ip(TRUNK_IP), false));
+    for i in 0..20 {
+        let creds = wrong(&nonce, &format!("{i:08x}"));
+        let decision = auth.decide(NOW, &invite(TRUNK_IP, true, &creds));
+        assert_eq!(decision, Decision::Refuse(Refusal::BadCredentials));
+    }
+    let decision = auth.decide(NOW, &invite(TRUNK_IP, true, &right(&nonce, "00000100")));
+    assert_eq!(decision, admitted_trunk(true));
+
+    let config = SipAuthConfig {
+        max_failures: 0,
+        ..SipAuthConfig::default()
+    };
+    let trunk = TrunkSecret {
+        name: "carrier".into(),
+        username: "carrier-user".into(),
+        password: Token::new("s3cret".into()),
+        networks: Vec::new(),
+    };
+    let off = TrunkAuth::with_key(&config, vec![trunk], &[7; 32]);
+    let nonce = nonce_of(&off.challenges(NOW, ip(TRUNK_IP), false));
+    for i in 0..20 {
+        off.decide(
+            NOW,
+            &invite(TRUNK_IP, false, &wrong(&nonce, &format!("{i:08x}"))),
+        );
+    }
+    let decision = off.decide(NOW, &invite(TRUNK_IP, false, &right(&nonce, "00000100")));
+    assert_eq!(decision, admitted_trunk(false));
+}
+
+#[test]
+fn the_failure_table_is_capped_dropping_expired_then_oldest_entries() {
+    use super::lockout::FailureLimit;
+    let source = |n: u8| IpAddr::from([198, 51, 100, n]);
+    // One failure locks out for 60 s; three sources at most.
+    let mut limit = FailureLimit::with_capacity(1, 60, 3);
+    for n in 1..=3 {
+        assert!(limit.failed(NOW + u64::from(n), source(n)));
+    }
+    assert!(limit.failed(NOW + 4, source(4)));
+    assert_eq!(limit.len(), 3);
+    assert!(
+        !limit.locked_out(NOW + 5, source(1)),
+        "the oldest was dropped"
+    );
+    for n in 2..=4 {
+        assert!(limit.locked_out(NOW + 5, source(n)), "{n}");
+    }
+    // At NOW + 63 the locks of sources 2 and 3 have run out: both go, 4 stays.
+    assert!(limit.failed(NOW + 63, source(5)));
+    assert_eq!(limit.len(), 2);
+    assert!(limit.locked_out(NOW + 63, source(4)) && limit.locked_out(NOW + 63, source(5)));
+    // IPv4-mapped IPv6 is the same source as IPv4 to the policy.
+    let auth = policy(AuthMode::PeersOrDigest, &[]);
+    let nonce = nonce_of(&auth.challenges(NOW, ip(TRUNK_IP), false));
+    for i in 0..5 {
+        auth.decide(
+            NOW,
+            &invite(TRUNK_IP, false, &wrong(&nonce, &format!("{i:08x}"))),
+        );
+    }
+    let mapped = invite("::ffff:192.0.2.10", false, &[]);
+    let creds = right(&nonce, "00000100");
+    let mapped = InviteView {
+        authorization: creds.iter().map(String::as_str).collect(),
+        ..mapped
+    };
+    assert_eq!(
+        auth.decide(NOW, &mapped),
+        Decision::Refuse(Refusal::LockedOut)
+    );
+}
+
+#[test]
+fn the_fuzz_seeds_reach_the_admit_path() {
+    // `fuzz_authorization` asserts for each; this pins that the placeholders work.
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/digest_credentials");
+    for name in [
+        "md5_right.txt",
+        "sha256_right.txt",
+        "two_headers_escaped.txt",
+    ] {
+        let data = std::fs::read(dir.join(name)).unwrap();
+        TrunkAuth::fuzz_authorization(&data);
+        assert!(super::fuzz::admits(&data), "{name}");
+    }
+    assert!(!super::fuzz::admits(
+        &std::fs::read(dir.join("md5_wrong.txt")).unwrap()
+    ));
+}
