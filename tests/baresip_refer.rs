@@ -23,11 +23,11 @@
 
 mod support;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use support::baresip::{self, strip_ansi};
 use support::{Idgate, Sipp, free_port, header, header_count, wait_for_log};
 
 /// How long any one process of a test may take to finish (a loaded 2-core machine).
@@ -53,49 +53,17 @@ struct Baresip {
 impl Baresip {
     /// Starts baresip with its config in `dir/baresip` and makes it dial `uri` at once.
     fn start(dir: &Path, uri: &str) -> Baresip {
-        let config_dir = dir.join("baresip");
-        std::fs::create_dir_all(&config_dir).expect("baresip config dir");
         let sip_port = free_port();
-        // RTP above idgate's test range (20000-39999, support::rtp_range); baresip retries
-        // another port of the range when one is taken.
-        let config = format!(
-            "poll_method\t\tepoll\n\
-             sip_listen\t\t127.0.0.1:{sip_port}\n\
-             net_interface\t\t127.0.0.1\n\
-             dns_server\t\t127.0.0.1:53\n\
-             call_local_timeout\t60\n\
-             call_max_calls\t\t4\n\
-             audio_player\t\taubridge,nil\n\
-             audio_source\t\taubridge,nil\n\
-             audio_alert\t\taubridge,alert\n\
-             rtp_ports\t\t40000-48999\n\
-             module_path\t\t/usr/lib/baresip/modules\n\
-             module\t\t\tg711.so\n\
-             module\t\t\taubridge.so\n\
-             module_tmp\t\taccount.so\n\
-             module_app\t\tmenu.so\n"
-        );
-        std::fs::write(config_dir.join("config"), config).expect("baresip config");
         // regint=0: no REGISTER; calls go straight to the dialled URI.
-        std::fs::write(
-            config_dir.join("accounts"),
-            format!("\"Test Caller\" <sip:{CALLER}@127.0.0.1>;regint=0\n"),
-        )
-        .expect("baresip accounts");
-        let output = dir.join("baresip.out");
-        let out = File::create(&output).expect("baresip output file");
-        let err = out.try_clone().expect("baresip output file");
-        // stdbuf: baresip prints through stdio, fully buffered into a file otherwise, and the
-        // tests read its SIP trace while it runs. -t: it quits by itself if all else fails.
-        let child = Command::new("stdbuf")
-            .args(["-oL", "-eL", "baresip", "-f"])
-            .arg(&config_dir)
-            .args(["-s", "-t", "150", "-e", &format!("/dial {uri}")])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start baresip (apt-get install baresip-core)");
+        let account = format!("\"Test Caller\" <sip:{CALLER}@127.0.0.1>;regint=0\n");
+        let setup = baresip::Setup {
+            sip_port,
+            extra: "call_local_timeout\t60\ncall_max_calls\t\t4\n",
+            account: &account,
+            uri,
+            quit_after_secs: 150,
+        };
+        let (child, output) = baresip::spawn(dir, &setup);
         Baresip {
             child,
             output,
@@ -181,24 +149,6 @@ impl Traced {
     fn body(&self) -> &str {
         self.text.split_once("\n\n").map_or("", |(_, body)| body)
     }
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // CSI: ESC [ parameters final-letter
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Waits (bounded) until something has bound UDP `port` on 127.0.0.1 (SIPp is listening).

@@ -13,12 +13,12 @@
 
 mod support;
 
-use std::fs::File;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use support::baresip::{self, strip_ansi};
 use support::{Idgate, Sipp, free_port, header, wait_for_log};
 
 /// How long any one wait of the test may take (a loaded 2-core machine).
@@ -41,55 +41,30 @@ struct Baresip {
 
 impl Baresip {
     fn start(dir: &Path, uri: &str) -> Baresip {
-        let config_dir = dir.join("baresip");
-        std::fs::create_dir_all(&config_dir).expect("baresip config dir");
         let (sip_port, console) = (free_port(), free_port());
         let snd = dir.join("snd");
         std::fs::create_dir_all(&snd).expect("baresip's audio dump dir");
-        let snd = snd.display();
-        let config = format!(
-            "poll_method\t\tepoll\n\
-             sip_listen\t\t127.0.0.1:{sip_port}\n\
-             net_interface\t\t127.0.0.1\n\
-             dns_server\t\t127.0.0.1:53\n\
-             audio_player\t\taubridge,nil\n\
-             audio_source\t\taubridge,nil\n\
-             audio_alert\t\taubridge,alert\n\
-             rtp_ports\t\t40000-48999\n\
-             module_path\t\t/usr/lib/baresip/modules\n\
-             module\t\t\tg711.so\n\
-             module\t\t\taubridge.so\n\
-             module\t\t\tsrtp.so\n\
+        let extra = format!(
+            "module\t\t\tsrtp.so\n\
              module\t\t\tcons.so\n\
              cons_listen\t\t127.0.0.1:{console}\n\
              module\t\t\tsndfile.so\n\
-             snd_path\t\t{snd}\n\
-             module_tmp\t\taccount.so\n\
-             module_app\t\tmenu.so\n"
+             snd_path\t\t{snd}\n",
+            snd = snd.display()
         );
-        std::fs::write(config_dir.join("config"), config).expect("baresip config");
-        std::fs::write(
-            config_dir.join("accounts"),
-            "\"Test Caller\" <sip:+46701234567@127.0.0.1>;regint=0;mediaenc=srtp-mand\n",
-        )
-        .expect("baresip accounts");
-        let output = dir.join("baresip.out");
-        let out = File::create(&output).expect("baresip output file");
-        let err = out.try_clone().expect("baresip output file");
-        let child = Command::new("stdbuf")
-            .args(["-oL", "-eL", "baresip", "-f"])
-            .arg(&config_dir)
-            .args(["-s", "-t", "150", "-e", &format!("/dial {uri}")])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start baresip (apt-get install baresip-core)");
+        let setup = baresip::Setup {
+            sip_port,
+            extra: &extra,
+            account: "\"Test Caller\" <sip:+46701234567@127.0.0.1>;regint=0;mediaenc=srtp-mand\n",
+            uri,
+            quit_after_secs: 150,
+        };
+        let (child, output) = baresip::spawn(dir, &setup);
         Baresip {
             child,
             output,
             console,
-            dumps: dir.join("snd"),
+            dumps: snd,
         }
     }
 
@@ -157,23 +132,6 @@ impl Drop for Baresip {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Polls (bounded) until the queue has received idgate's INVITE.

@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::fs::File;
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use support::baresip;
 use support::{Idgate, Sipp, assert_ok, free_port, header, wait_for_log};
 
 const PASSWORD: &str = "correct-horse-battery-staple";
@@ -395,34 +395,17 @@ struct Baresip {
 
 impl Baresip {
     fn dial(dir: &Path, uri: &str) -> Baresip {
-        let config_dir = dir.join("baresip");
-        std::fs::create_dir_all(&config_dir).expect("baresip config dir");
-        let config = format!(
-            "poll_method\t\tepoll\nsip_listen\t\t127.0.0.1:{}\nnet_interface\t\t127.0.0.1\n\
-             dns_server\t\t127.0.0.1:53\naudio_player\t\taubridge,nil\n\
-             audio_source\t\taubridge,nil\naudio_alert\t\taubridge,alert\n\
-             rtp_ports\t\t40000-48999\nmodule_path\t\t/usr/lib/baresip/modules\n\
-             module\t\t\tg711.so\nmodule\t\t\taubridge.so\nmodule_tmp\t\taccount.so\n\
-             module_app\t\tmenu.so\n",
-            free_port()
-        );
-        std::fs::write(config_dir.join("config"), config).expect("baresip config");
         // regint=0: no REGISTER; the credentials answer idgate's challenge.
         let account =
             format!("<sip:{CALLER}@127.0.0.1>;auth_user=carrier;auth_pass={PASSWORD};regint=0\n");
-        std::fs::write(config_dir.join("accounts"), account).expect("baresip accounts");
-        let output = dir.join("baresip.out");
-        let out = File::create(&output).expect("baresip output file");
-        let err = out.try_clone().expect("baresip output file");
-        let child = Command::new("stdbuf")
-            .args(["-oL", "-eL", "baresip", "-f"])
-            .arg(&config_dir)
-            .args(["-s", "-t", "60", "-e", &format!("/dial {uri}")])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start baresip (apt-get install baresip-core)");
+        let setup = baresip::Setup {
+            sip_port: free_port(),
+            extra: "",
+            account: &account,
+            uri,
+            quit_after_secs: 60,
+        };
+        let (child, output) = baresip::spawn(dir, &setup);
         Baresip { child, output }
     }
 

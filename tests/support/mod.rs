@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod baresip;
 pub mod faults;
 pub mod jwks;
 pub mod kamailio;
