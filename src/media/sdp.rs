@@ -186,8 +186,9 @@ fn parse(text: &str) -> Result<SessionDescription, SdpError> {
 }
 
 /// The first of PCMU/PCMA in an active RTP/AVP(F) or RTP/SAVP(F) audio stream, in the offer's
-/// order. Only the static payload types 0 and 8 are recognised (RFC 3551), with or without
-/// `a=rtpmap`.
+/// order. Only the static payload types 0 and 8 are recognised (RFC 3551), without `a=rtpmap`
+/// or with one that names that same encoding: a static type an `a=rtpmap` gives to another
+/// encoding (`a=rtpmap:0 telephone-event/8000`) is not G.711.
 fn first_codec(media: &MediaDescription) -> Option<Codec> {
     let name = &media.media_name;
     let rtp_avp = matches!(
@@ -197,17 +198,26 @@ fn first_codec(media: &MediaDescription) -> Option<Codec> {
     if name.media != "audio" || name.port.value == 0 || !rtp_avp {
         return None;
     }
+    let codecs = media.codecs();
     name.formats
         .iter()
         .filter_map(|f| f.parse::<u8>().ok())
-        .find_map(Codec::from_payload_type)
+        .filter_map(|pt| Codec::from_payload_type(pt).map(|codec| (pt, codec)))
+        .find(|(pt, codec)| {
+            codecs
+                .get(pt)
+                .is_none_or(|c| c.name.eq_ignore_ascii_case(codec.encoding_name()))
+        })
+        .map(|(_, codec)| codec)
 }
 
 fn proto(media: &MediaDescription) -> String {
     media.media_name.protos.join("/")
 }
 
-/// The payload type of `a=rtpmap:<pt> telephone-event/8000` among the stream's formats.
+/// The payload type of `a=rtpmap:<pt> telephone-event/8000` among the stream's formats: never
+/// one of RFC 3551's static audio/video types (0-34), which could also carry the call's audio,
+/// nor 72-76 (RTCP packet types); 96-127 in practice, the unassigned 35-71 and 77-95 tolerated.
 fn telephone_event_pt(media: &MediaDescription) -> Option<u8> {
     let codecs = media.codecs();
     media
@@ -215,6 +225,7 @@ fn telephone_event_pt(media: &MediaDescription) -> Option<u8> {
         .formats
         .iter()
         .filter_map(|f| f.parse::<u8>().ok())
+        .filter(|pt| matches!(pt, 35..=71 | 77..=127))
         .find(|pt| {
             codecs.get(pt).is_some_and(|c| {
                 c.name.eq_ignore_ascii_case("telephone-event") && c.clock_rate == 8000
@@ -365,6 +376,22 @@ mod tests {
         let bare = offer_with("m=audio 4000 RTP/AVP 18 8 0\r\n");
         let n = answer(&bare, LOCAL, 20006, 7).unwrap();
         assert_eq!((n.codec, n.dtmf_pt), (Codec::Pcma, None));
+    }
+
+    /// Found by fuzz/run sdp_offer_answer: PT 0 given to telephone-event made idgate answer
+    /// PCMU and DTMF on the same payload type.
+    #[test]
+    fn a_static_type_given_to_another_encoding_is_neither_audio_nor_dtmf() {
+        let o = offer_with(
+            "m=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:0 telephone-event/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+        );
+        let n = answer(&o, LOCAL, 1234, 1).unwrap();
+        assert_eq!((n.codec, n.dtmf_pt), (Codec::Pcma, Some(101)));
+        let again = answer(&n.sdp, LOCAL, 1236, 2).unwrap();
+        assert_eq!((again.codec, again.dtmf_pt), (Codec::Pcma, Some(101)));
+        let only = offer_with("m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 telephone-event/8000\r\n");
+        assert_eq!(answer(&only, LOCAL, 1, 1), Err(SdpError::NoCommonCodec));
     }
 
     #[test]
