@@ -254,10 +254,14 @@ fn keypad_digits_sent_as_rfc4733_events_identify_an_anonymous_caller() {
     let tag = to_tag(&ok);
     ua.send(&ua.request("ACK", "wire-keypad", 1, &tag, "", ""));
 
-    // Keys are taken once the "type your number" prompt starts: the marker bit of its first
-    // packet tells when the greeting has given way to it.
+    // Keys are taken once the flow collects digits. The first marker bit after the stream's
+    // start is the greeting giving way to silence, which comes before the flow has moved on
+    // (under load by long enough for every key to be sent too early): wait for the flow's own
+    // word, then send to the address the marker came from.
     let remote =
-        wait_for_marker(&ua.rtp, Duration::from_secs(15)).expect("the prompt after the greeting");
+        wait_for_marker(&ua.rtp, Duration::from_secs(15)).expect("the end of the greeting");
+    let log = wait_for_log(&idgate, "state=\"collecting_digits\"");
+    assert!(log.contains("state=\"collecting_digits\""), "{log}");
     send_rfc4733_digits(&ua.rtp, remote, "8112289874#");
 
     let log = wait_for_log(&idgate, "status=\"verified\"");
