@@ -42,29 +42,37 @@ pub(super) fn serve(
         addr: listener.local_addr()?.into(),
     };
     let pipes = Arc::new(Pipes::bind()?);
+    accept_each(listener, "TCP", cancel, move |client, peer, token| {
+        let (endpoint, pipes, local) = (endpoint.clone(), pipes.clone(), local.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connect(client, peer, local, &pipes, &endpoint, token).await {
+                warn!(%peer, error = %e, "cannot take a TCP connection");
+            }
+        });
+    });
+    Ok(())
+}
+
+/// Accepts connections on `listener` until `cancel` and hands each, with a child token of
+/// `cancel`, to `take` (which spawns what serves it). A failed accept is logged and skipped.
+pub(super) fn accept_each(
+    listener: TcpListener,
+    transport: &'static str,
+    cancel: CancellationToken,
+    take: impl Fn(TcpStream, SocketAddr, CancellationToken) + Send + 'static,
+) {
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 _ = cancel.cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
-            let (client, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    warn!(error = %e, "TCP accept failed");
-                    continue;
-                }
-            };
-            let (endpoint, pipes, local) = (endpoint.clone(), pipes.clone(), local.clone());
-            let token = cancel.child_token();
-            tokio::spawn(async move {
-                if let Err(e) = connect(client, peer, local, &pipes, &endpoint, token).await {
-                    warn!(%peer, error = %e, "cannot take a TCP connection");
-                }
-            });
+            match accepted {
+                Ok((client, peer)) => take(client, peer, cancel.child_token()),
+                Err(e) => warn!(error = %e, transport, "accept failed"),
+            }
         }
     });
-    Ok(())
 }
 
 /// Registers the connection with the stack and starts its gate.

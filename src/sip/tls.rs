@@ -40,7 +40,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::tcp::{Pipes, gate};
+use super::tcp::{Pipes, accept_each, gate};
 use super::{SipError, SipStack, contact_host};
 use crate::config::{TlsFileError, TlsFiles};
 
@@ -166,32 +166,19 @@ impl TlsListener {
         };
         let pipes = Arc::new(Pipes::bind()?);
         let TlsListener { listener, acceptor } = self;
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    accepted = listener.accept() => accepted,
-                };
-                let (client, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        warn!(error = %e, "TLS accept failed");
-                        continue;
-                    }
-                };
-                let taken = Connection {
-                    local: local.clone(),
-                    acceptor: acceptor.clone(),
-                    pipes: pipes.clone(),
-                    endpoint: endpoint.clone(),
-                    token: cancel.child_token(),
-                };
-                tokio::spawn(async move {
-                    if let Err(e) = taken.connect(client, peer).await {
-                        debug!(%peer, error = %e, "TLS connection not taken");
-                    }
-                });
-            }
+        accept_each(listener, "TLS", cancel, move |client, peer, token| {
+            let taken = Connection {
+                local: local.clone(),
+                acceptor: acceptor.clone(),
+                pipes: pipes.clone(),
+                endpoint: endpoint.clone(),
+                token,
+            };
+            tokio::spawn(async move {
+                if let Err(e) = taken.connect(client, peer).await {
+                    debug!(%peer, error = %e, "TLS connection not taken");
+                }
+            });
         });
         Ok(())
     }
