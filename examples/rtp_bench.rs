@@ -255,7 +255,9 @@ struct SinkStats {
 
 impl SinkStats {
     fn on_packet(&mut self, streams: &mut HashMap<u32, Seen>, packet: &[u8], arrival: i128) {
-        if packet.len() < 12 || packet[0] >> 6 != 2 {
+        // RTCP (idgate's sender reports go to the next port, which may be another sink's) is
+        // told apart by its packet type, as on a multiplexed port (RFC 5761 §4).
+        if packet.len() < 12 || packet[0] >> 6 != 2 || (192..=223).contains(&packet[1]) {
             return;
         }
         self.packets += 1;

@@ -176,6 +176,7 @@ async fn bridge_calls(
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port_min: args.rtp_min,
         port_max,
+        raw_send: false,
     });
     let prompts = Arc::new(PromptSet::bundled("sv")?);
     let mut legs = Vec::with_capacity(args.calls);

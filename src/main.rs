@@ -148,20 +148,28 @@ async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let directory = idgate::verify::directory::Directory::from_config(&config.directory, &store)?;
     let tokens = token_issuer(&config.identity)?;
     let prompts = load_prompts()?;
+    if config.media.raw_send {
+        idgate::media::check_raw_send(config.media.bind_ip).context(
+            "media.raw_send: cannot open a raw socket; it needs CAP_NET_RAW \
+             (AmbientCapabilities=CAP_NET_RAW in a systemd unit, cap_add: [NET_RAW] in compose)",
+        )?;
+    }
     let media = MediaEngine::start(MediaConfig {
         bind_ip: config.media.bind_ip,
         port_min: config.media.rtp_port_min,
         port_max: config.media.rtp_port_max,
+        raw_send: config.media.raw_send,
     });
     // The phone-number library loads its metadata on first use, for a second or two: done
     // here, not inside the first call (where it stalls the runtime and a proxy's probes).
     let _ = idgate::identity::E164::parse("+46701234567", "SE");
     let media_counters = media.counters();
     let registry = Arc::new(Registry::default());
-    let mut metrics = idgate::metrics::Metrics::new(media_counters);
+    let mut metrics = idgate::metrics::Metrics::new(media_counters.clone());
     metrics.watch_journal(store.journal_stats());
     let metrics = Arc::new(metrics);
-    let admission = Arc::new(idgate::call::Admission::new(&config.admission));
+    let admission =
+        Arc::new(idgate::call::Admission::new(&config.admission).with_media(media_counters));
     let gate = Arc::new(idgate::call::CallGate::new(
         admission.clone(),
         registry.clone(),

@@ -302,6 +302,16 @@ impl Collector for MediaCollector {
                 &c.packets_received,
             ),
             (
+                "rtcp_packets_received",
+                "RTCP packets received from far ends",
+                &c.rtcp_received,
+            ),
+            (
+                "rtcp_packets_sent",
+                "RTCP packets sent (far ends' reports re-issued on the bridged leg)",
+                &c.rtcp_sent,
+            ),
+            (
                 "srtp_auth_failures",
                 "SRTP/SRTCP packets dropped on the caller leg: failed authentication or replay",
                 &c.srtp_auth_failures,
@@ -323,6 +333,16 @@ impl Collector for MediaCollector {
                 "media_streams_paced",
                 "RTP streams the media pump paces now (started, bridged ones included)",
                 &c.paced,
+            ),
+            (
+                "media_pumps_behind",
+                "Media pump threads behind their deadlines now; while above 0, new calls get 503",
+                &c.pumps_behind,
+            ),
+            (
+                "media_raw_send_pumps",
+                "Media pump threads sending through a raw socket (media.raw_send)",
+                &c.raw_pumps,
             ),
         ];
         for (name, help, value) in gauges {
@@ -367,6 +387,8 @@ mod tests {
         let media = Arc::new(MediaCounters::default());
         media.packets_sent.store(1234, Ordering::Relaxed);
         media.streams.store(3, Ordering::Relaxed);
+        media.rtcp_received.store(12, Ordering::Relaxed);
+        media.rtcp_sent.store(11, Ordering::Relaxed);
         let metrics = Metrics::new(media);
         let unverified = Verdict::Unverified {
             reason: Reason::NotInCall,
@@ -396,8 +418,12 @@ mod tests {
             "idgate_active_calls 5",
             "idgate_draining 1",
             "idgate_rtp_packets_sent_total 1234",
+            "idgate_rtcp_packets_received_total 12",
+            "idgate_rtcp_packets_sent_total 11",
             "idgate_media_streams 3",
             "idgate_media_streams_paced 0",
+            "idgate_media_raw_send_pumps 0",
+            "idgate_media_pumps_behind 0",
             "idgate_rtp_send_lateness_seconds_count 0",
             r#"idgate_rtp_send_lateness_seconds_bucket{le="0.0001"} 0"#,
             r#"idgate_rtp_send_lateness_seconds_bucket{le="+Inf"} 0"#,

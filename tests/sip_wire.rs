@@ -156,6 +156,49 @@ fn the_200_ok_is_retransmitted_until_the_ack_and_rtp_flows_with_continuous_numbe
     );
 }
 
+/// `[media] raw_send`: prompts and hold music leave through the pump's raw socket, still from
+/// the port idgate's answer announced (symmetric RTP), numbered as on the normal path.
+#[test]
+fn raw_send_rtp_comes_from_the_answered_port_with_continuous_numbering() {
+    if let Err(e) = idgate::media::check_raw_send("127.0.0.1".parse().expect("ip")) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to open a raw socket (run as root): {e}"
+        );
+        eprintln!("raw_send test not run: no raw socket here ({e}); CI runs it as root");
+        return;
+    }
+    let idgate = Idgate::start_with_media(NO_IDENTIFY, SIMULATOR, "raw_send = true\n");
+    assert!(
+        idgate
+            .metric("idgate_media_raw_send_pumps")
+            .is_some_and(|n| n >= 1.0)
+    );
+    let ua = RawUa::new(&idgate);
+    ua.send(&ua.invite("wire-raw", &ua.offer("0", "a=rtpmap:0 PCMU/8000\r\n")));
+    let (ok, _) = ua
+        .recv_until("SIP/2.0 200", Duration::from_secs(5))
+        .expect("200 OK");
+    let tag = to_tag(&ok);
+    ua.send(&ua.request("ACK", "wire-raw", 1, &tag, "", ""));
+    let answered: u16 = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|m| m.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .expect("an m=audio port in the answer");
+    let packets = receive_rtp(&ua.rtp, 100, Duration::from_secs(10));
+    assert!(packets.len() >= 100, "only {} RTP packets", packets.len());
+    assert!(
+        packets.iter().all(|p| p.from.port() == answered),
+        "every packet from the answered port {answered}"
+    );
+    assert_continuous(&packets);
+    ua.send(&ua.request("BYE", "wire-raw", 2, &tag, "", ""));
+    ua.recv_until("SIP/2.0 200", Duration::from_secs(5))
+        .expect("200 to BYE");
+}
+
 #[test]
 fn an_offer_without_pcmu_or_pcma_gets_488() {
     let idgate = Idgate::start(NO_IDENTIFY, SIMULATOR);
@@ -327,6 +370,7 @@ fn send_rfc4733_digits(socket: &UdpSocket, to: std::net::SocketAddr, keys: &str)
 /// The RTP fields the tests check.
 #[derive(Debug)]
 struct Rtp {
+    from: std::net::SocketAddr,
     payload_type: u8,
     marker: bool,
     seq: u16,
@@ -346,11 +390,12 @@ fn receive_rtp(socket: &UdpSocket, count: usize, limit: Duration) -> Vec<Rtp> {
         socket
             .set_read_timeout(Some(left.max(Duration::from_millis(1))))
             .expect("timeout");
-        let Ok((n, _)) = socket.recv_from(&mut buf) else {
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
             break;
         };
         if n >= 12 && buf[0] >> 6 == 2 {
             packets.push(Rtp {
+                from,
                 payload_type: buf[1] & 0x7f,
                 marker: buf[1] & 0x80 != 0,
                 seq: u16::from_be_bytes([buf[2], buf[3]]),

@@ -88,7 +88,7 @@ async fn readyz(State(api): State<AdminApi>) -> Response {
         Err(refusal) => {
             let status = match refusal {
                 Refusal::Draining => "draining",
-                Refusal::TooManyCalls | Refusal::TooFast => "overloaded",
+                Refusal::TooManyCalls | Refusal::TooFast | Refusal::MediaOverload => "overloaded",
             };
             let body = json!({ "status": status, "active_calls": active });
             let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::AdmissionConfig;
+use crate::media::MediaCounters;
 
 /// Why a new call is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +23,9 @@ pub enum Refusal {
     /// More than `admission.max_calls_per_second` new calls.
     #[error("too many new calls per second")]
     TooFast,
+    /// The media pump cannot keep up (`MediaCounters::overloaded`).
+    #[error("media overloaded")]
+    MediaOverload,
 }
 
 impl Refusal {
@@ -31,6 +35,7 @@ impl Refusal {
             Refusal::Draining => "draining",
             Refusal::TooManyCalls => "max-calls",
             Refusal::TooFast => "max-calls-per-second",
+            Refusal::MediaOverload => "media-overload",
         }
     }
 }
@@ -51,6 +56,8 @@ pub struct Admission {
     draining: AtomicBool,
     drain_started: tokio::sync::Notify,
     bucket: Mutex<Bucket>,
+    /// The media engine's counters, for its overload signal (none in tests that don't care).
+    media: Option<Arc<MediaCounters>>,
 }
 
 impl Admission {
@@ -66,7 +73,18 @@ impl Admission {
                 tokens: f64::from(config.max_calls_per_second),
                 at: None,
             }),
+            media: None,
         }
+    }
+
+    /// Also refuses new calls while the media engine is overloaded.
+    pub fn with_media(mut self, media: Arc<MediaCounters>) -> Self {
+        self.media = Some(media);
+        self
+    }
+
+    fn media_overloaded(&self) -> bool {
+        self.media.as_ref().is_some_and(|m| m.overloaded())
     }
 
     /// Takes a new call when `active` calls are in progress at `now`, or says why not. A call
@@ -77,6 +95,9 @@ impl Admission {
         }
         if self.max_calls > 0 && active >= self.max_calls {
             return Err(Refusal::TooManyCalls);
+        }
+        if self.media_overloaded() {
+            return Err(Refusal::MediaOverload);
         }
         if self.rate == 0 {
             return Ok(());
@@ -102,6 +123,9 @@ impl Admission {
         }
         if self.max_calls > 0 && active >= self.max_calls {
             return Err(Refusal::TooManyCalls);
+        }
+        if self.media_overloaded() {
+            return Err(Refusal::MediaOverload);
         }
         Ok(())
     }
@@ -269,6 +293,21 @@ mod tests {
             .filter(|_| a.admit(0, ms(t0, 10_000)).is_ok())
             .count();
         assert_eq!(later, 10, "the bucket never holds more than one second");
+    }
+
+    #[test]
+    fn a_media_pump_behind_refuses_new_calls_until_it_keeps_up() {
+        let media = Arc::new(MediaCounters::default());
+        let a = admission(10, 0).with_media(Arc::clone(&media));
+        let t0 = Instant::now();
+        assert_eq!(a.admit(0, t0), Ok(()));
+        media.pumps_behind.store(1, Ordering::Relaxed);
+        assert_eq!(a.admit(0, t0), Err(Refusal::MediaOverload));
+        assert_eq!(a.ready(0), Err(Refusal::MediaOverload));
+        assert_eq!(Refusal::MediaOverload.as_str(), "media-overload");
+        media.pumps_behind.store(0, Ordering::Relaxed);
+        assert_eq!(a.admit(0, t0), Ok(()));
+        assert_eq!(a.ready(0), Ok(()));
     }
 
     #[test]

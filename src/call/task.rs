@@ -385,6 +385,7 @@ impl Call<'_> {
         match parsed {
             Some(media) => {
                 queue.stream.set_remote(media.remote);
+                queue.stream.set_dtmf_pt(media.dtmf_pt);
                 Some(Input::QueueAnswered)
             }
             None => {

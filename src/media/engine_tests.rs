@@ -1,13 +1,16 @@
 //! Driver tests: real UDP sockets on 127.0.0.1, the far end played by a plain `UdpSocket`.
 //! They assert order and continuity, never timing, and every wait is bounded.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::time::timeout;
 
 use super::prompts::PromptAudio;
-use super::rtp;
-use super::test_support::{WAIT, engine, far_end, packet, recv};
+use super::rtp::{self, RtpHeader};
+use super::test_support::{LOCALHOST, WAIT, engine, far_end, packet, recv};
 use super::*;
 
 fn prompts() -> Arc<PromptSet> {
@@ -92,7 +95,7 @@ async fn telephone_event_yields_one_dtmf_event() {
 
 #[tokio::test]
 async fn port_range_exhaustion_and_release() {
-    let engine = engine(47501, 47504); // two even ports: 47502, 47504
+    let engine = engine(47501, 47505); // two pairs: 47502-3, 47504-5
     let first = engine.open(prompts()).await.unwrap();
     let second = engine.open(prompts()).await.unwrap();
     assert_eq!(first.local_addr().port() % 2, 0);
@@ -116,4 +119,134 @@ async fn port_range_exhaustion_and_release() {
     .await
     .expect("port not freed");
     assert_eq!(reopened.local_addr().port(), freed);
+}
+
+#[tokio::test]
+async fn a_pair_whose_rtcp_port_is_taken_elsewhere_is_skipped() {
+    let engine = engine(47511, 47515); // two pairs: 47512-3, 47514-5
+    let squatter = std::net::UdpSocket::bind((LOCALHOST, 47513)).unwrap();
+    let stream = engine.open(prompts()).await.unwrap();
+    assert_eq!(stream.local_addr().port(), 47514);
+    // Both ports of the pair are the stream's.
+    for port in [47514, 47515] {
+        let taken = std::net::UdpSocket::bind((LOCALHOST, port)).unwrap_err();
+        assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse, "port {port}");
+    }
+    assert!(matches!(
+        engine.open(prompts()).await,
+        Err(MediaError::NoPorts)
+    ));
+    drop(squatter);
+    let second = engine.open(prompts()).await.unwrap();
+    assert_eq!(second.local_addr().port(), 47512);
+}
+
+/// `raw_send` needs CAP_NET_RAW: CI runs as root and must exercise it; elsewhere the test says
+/// it did not run.
+fn raw_send_allowed() -> bool {
+    match check_raw_send(LOCALHOST) {
+        Ok(()) => true,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("raw_send test not run: no raw socket here ({e}); CI runs it as root");
+            false
+        }
+        Err(e) => panic!("CI must be able to open a raw socket (run as root): {e}"),
+    }
+}
+
+#[tokio::test]
+async fn raw_send_paces_from_the_call_port_and_follows_the_latched_remote() {
+    if !raw_send_allowed() {
+        return;
+    }
+    let engine = MediaEngine::start(MediaConfig {
+        bind_ip: LOCALHOST,
+        port_min: 47521,
+        port_max: 47531,
+        raw_send: true,
+    });
+    assert!(engine.counters().raw_pumps.load(Ordering::Relaxed) > 0);
+    let stream = engine.open(prompts()).await.unwrap();
+    let (far, far_addr) = far_end().await;
+    stream.start(far_addr, Codec::Pcmu, Some(101));
+    let mut buf = [0u8; 2048];
+    let mut last: Option<RtpHeader> = None;
+    for _ in 0..5 {
+        let (len, from) = timeout(WAIT, far.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        // Symmetric RTP: from the port the stream's SDP announces, with a valid checksum (the
+        // kernel drops a datagram whose UDP checksum fails before the socket sees it).
+        assert_eq!(from, stream.local_addr());
+        let parsed = rtp::parse(&buf[..len]).unwrap();
+        assert_eq!(parsed.payload.len(), 160);
+        if let Some(last) = last {
+            assert_eq!(parsed.header.sequence, last.sequence.wrapping_add(1));
+            assert_eq!(parsed.header.timestamp, last.timestamp.wrapping_add(160));
+            assert_eq!(parsed.header.ssrc, last.ssrc);
+        }
+        last = Some(parsed.header);
+    }
+    // The caller's media comes from elsewhere (NAT): the stream latches it and the raw path
+    // sends there from then on.
+    let (moved, moved_addr) = far_end().await;
+    let hello = packet(true, 0, 1, 160, 0xCA11, &[0xFF; 160]);
+    moved.send_to(&hello, stream.local_addr()).await.unwrap();
+    let (_, from) = timeout(WAIT, moved.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, stream.local_addr());
+    assert_ne!(moved_addr, far_addr);
+    assert!(engine.counters().packets_sent.load(Ordering::Relaxed) >= 6);
+}
+
+#[tokio::test]
+async fn while_playing_idgate_sends_its_own_sender_reports() {
+    let engine = engine(47541, 47545);
+    let stream = engine.open(prompts()).await.unwrap();
+    let (far, far_addr) = far_end().await;
+    let (far_rtcp, _) = far_end().await;
+    stream.start(far_addr, Codec::Pcmu, Some(101));
+    // The far end's first RTCP packet shows where it listens (an empty RR).
+    let rtcp_port = SocketAddr::new(LOCALHOST, stream.local_addr().port() + 1);
+    let mut rr = vec![0x80, 201, 0, 1];
+    rr.extend_from_slice(&0xFA_u32.to_be_bytes());
+    far_rtcp.send_to(&rr, rtcp_port).await.unwrap();
+    // The first report comes 1.25-3.75 s after the first frame (RFC 3550 §6.2, randomized).
+    let mut buf = [0u8; 512];
+    let (len, from) = timeout(Duration::from_secs(5), far_rtcp.recv_from(&mut buf))
+        .await
+        .expect("a sender report within 5 s")
+        .unwrap();
+    assert_eq!(from, rtcp_port);
+    let report = buf[..len].to_vec();
+    assert_eq!(&report[..2], &[0x80, 200], "an SR first");
+    // The newest packet the far end has: drain what queued up while waiting.
+    let mut latest = rtp::parse(&recv(&far).await).unwrap().header;
+    while let Ok((n, _)) = far.try_recv_from(&mut buf) {
+        latest = rtp::parse(&buf[..n]).unwrap().header;
+    }
+    assert_eq!(
+        &report[4..8],
+        &latest.ssrc.to_be_bytes(),
+        "about the stream it hears"
+    );
+    let rtp_timestamp = u32::from_be_bytes([report[16], report[17], report[18], report[19]]);
+    let behind = latest.timestamp.wrapping_sub(rtp_timestamp);
+    assert!(
+        behind <= 160 * 50,
+        "the SR's RTP timestamp is current ({behind} behind)"
+    );
+    let packets = u32::from_be_bytes([report[20], report[21], report[22], report[23]]);
+    let octets = u32::from_be_bytes([report[24], report[25], report[26], report[27]]);
+    assert!(
+        packets >= 50,
+        "{packets} packets in ~1 s or more of playing"
+    );
+    assert_eq!(octets, packets * 160);
+    assert_eq!(report[29], 202, "then SDES");
+    let cname = b"idgate@127.0.0.1";
+    assert!(report.windows(cname.len()).any(|w| w == cname));
 }

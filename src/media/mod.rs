@@ -77,7 +77,7 @@ mod srtp_engine_tests;
 #[cfg(test)]
 mod test_support;
 
-pub use engine::{MediaConfig, MediaCounters, MediaEngine, MediaError};
+pub use engine::{MediaConfig, MediaCounters, MediaEngine, MediaError, check_raw_send};
 pub use g711::Codec;
 pub use prompts::{PromptError, PromptSet};
 pub use sdp::{Negotiated, RemoteMedia, SdpError};

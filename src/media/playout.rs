@@ -9,30 +9,6 @@ use super::g711::Codec;
 use super::prompts::{FRAME_SAMPLES, PromptSet};
 use super::rtp::{HEADER_LEN, RtpHeader};
 
-/// One 20 ms RTP packet to send: header plus a slice of shared, pre-encoded audio.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    /// The RTP header.
-    pub header: RtpHeader,
-    audio: Arc<[u8]>,
-    offset: usize,
-}
-
-impl Frame {
-    /// The G.711 payload (160 bytes).
-    pub fn payload(&self) -> &[u8] {
-        &self.audio[self.offset..self.offset + FRAME_SAMPLES]
-    }
-
-    /// Writes the whole RTP packet into `out` (cleared first).
-    pub fn write_packet(&self, out: &mut Vec<u8>) {
-        out.clear();
-        out.reserve(HEADER_LEN + FRAME_SAMPLES);
-        out.extend_from_slice(&self.header.to_bytes());
-        out.extend_from_slice(self.payload());
-    }
-}
-
 /// What the stream is playing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -132,28 +108,34 @@ impl Playout {
         self.codec
     }
 
-    /// Produces the next 20 ms frame (none while stopped) and the prompt that finished with
-    /// it, if any. The timestamp advances by 160 per call either way.
-    pub fn next_frame(&mut self) -> (Option<Frame>, Option<PromptId>) {
+    /// Writes the next 20 ms RTP packet into `out` (cleared first; nothing while stopped) and
+    /// returns its header, with the prompt that finished with it, if any. The timestamp
+    /// advances by 160 per call either way. The payload is copied from the shared encoded
+    /// audio: no reference count is touched per packet (the pumps share those counts).
+    pub fn next_packet(&mut self, out: &mut Vec<u8>) -> (Option<RtpHeader>, Option<PromptId>) {
+        out.clear();
         if self.source == Source::Stopped {
             self.skip(1);
             return (None, None);
         }
-        let frame = Frame {
-            header: RtpHeader {
-                marker: std::mem::take(&mut self.marker),
-                payload_type: self.codec.payload_type(),
-                sequence: self.sequence,
-                timestamp: self.timestamp,
-                ssrc: self.ssrc,
-            },
-            audio: self.audio.clone(),
-            offset: self.position,
+        let header = RtpHeader {
+            marker: std::mem::take(&mut self.marker),
+            payload_type: self.codec.payload_type(),
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            ssrc: self.ssrc,
         };
+        let payload = self
+            .audio
+            .get(self.position..self.position + FRAME_SAMPLES)
+            .unwrap_or_default();
+        out.reserve(HEADER_LEN + FRAME_SAMPLES);
+        out.extend_from_slice(&header.to_bytes());
+        out.extend_from_slice(payload);
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
         self.position += FRAME_SAMPLES;
-        (Some(frame), self.after_frame())
+        (Some(header), self.after_frame())
     }
 
     /// Advances the timestamp over frames that were not sent (the sender fell behind), so the
@@ -208,11 +190,26 @@ mod tests {
         Arc::new(set)
     }
 
+    /// One packet `next_packet` wrote, with the header it returned.
+    struct Frame {
+        header: RtpHeader,
+        packet: Vec<u8>,
+    }
+
+    impl Frame {
+        fn payload(&self) -> &[u8] {
+            &self.packet[HEADER_LEN..]
+        }
+    }
+
     fn frames(p: &mut Playout, n: usize) -> Vec<(Frame, Option<PromptId>)> {
         (0..n)
-            .map(|_| match p.next_frame() {
-                (Some(f), done) => (f, done),
-                (None, _) => panic!("no frame"),
+            .map(|_| {
+                let mut packet = Vec::new();
+                match p.next_packet(&mut packet) {
+                    (Some(header), done) => (Frame { header, packet }, done),
+                    (None, _) => panic!("no frame"),
+                }
             })
             .collect()
     }
@@ -283,11 +280,10 @@ mod tests {
         );
         // 9 hold frames of a 4-frame loop: only the first carries the marker.
         assert_eq!(all[3..].iter().filter(|(f, _)| f.header.marker).count(), 1);
-        let mut packet = Vec::new();
-        all[0].0.write_packet(&mut packet);
+        let packet = &all[0].0.packet;
         assert_eq!(packet.len(), 172);
         assert_eq!(
-            crate::media::rtp::parse(&packet).unwrap().header,
+            crate::media::rtp::parse(packet).unwrap().header,
             all[0].0.header
         );
     }
@@ -297,7 +293,9 @@ mod tests {
         let mut p = Playout::with_ids(prompts(), Codec::Pcmu, 1, 10, 1000);
         let first = frames(&mut p, 1)[0].0.header;
         p.stop();
-        assert!(p.next_frame().0.is_none());
+        let mut packet = vec![1, 2, 3];
+        assert!(p.next_packet(&mut packet).0.is_none());
+        assert!(packet.is_empty(), "nothing to send while stopped");
         p.skip(2);
         p.silence();
         let next = frames(&mut p, 1)[0].0.header;

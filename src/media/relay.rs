@@ -117,6 +117,11 @@ impl Continuity {
         self.ssrc
     }
 
+    /// The RTP timestamp of the newest packet sent, if any.
+    pub fn last_timestamp(&self) -> Option<u32> {
+        self.last.map(|last| last.timestamp)
+    }
+
     /// How many times the source changed (for tests and logs).
     pub fn switches(&self) -> u64 {
         self.switches

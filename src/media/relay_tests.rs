@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -146,6 +147,53 @@ async fn queue_leg_gets_its_own_ssrc_and_telephone_events_pass_through() {
 }
 
 #[tokio::test]
+async fn telephone_events_take_the_payload_type_each_far_end_negotiated() {
+    let engine = engine(48100, 48199);
+    let (mut s, _) = bridged(&engine, Some(101)).await;
+    // The queue answered telephone-event as 96, not the offered 101.
+    s.b.set_dtmf_pt(Some(96));
+    let event = |n: u16, seq: u16| packet(n == 0, 101, seq, 16000, 0xA1, &[7, 10, 0, 160]);
+    s.far_a
+        .send_to(&event(0, 900), s.a.local_addr())
+        .await
+        .unwrap();
+    s.far_a
+        .send_to(
+            &packet(false, 0, 901, 16160, 0xA1, &RELAYED),
+            s.a.local_addr(),
+        )
+        .await
+        .unwrap();
+    let seen = until_payload(&s.far_b, &RELAYED).await;
+    let events: Vec<_> = seen.iter().filter(|(h, _)| h.payload_type != 0).collect();
+    assert_eq!(events.len(), 1, "{seen:?}");
+    assert_eq!(events[0].0.payload_type, 96);
+    assert!(events[0].0.marker, "the marker bit kept");
+    assert_eq!(events[0].1, vec![7, 10, 0, 160], "payload untouched");
+    assert_eq!(
+        timeout(WAIT, s.a.events().recv()).await.unwrap(),
+        Some(MediaEvent::Dtmf('7')),
+        "still detected on the caller leg"
+    );
+    // A queue that negotiated no telephone-event gets no event packets; audio still flows.
+    s.b.set_dtmf_pt(None);
+    s.far_a
+        .send_to(&event(1, 902), s.a.local_addr())
+        .await
+        .unwrap();
+    let later = [0x33; 160];
+    s.far_a
+        .send_to(
+            &packet(false, 0, 903, 16320, 0xA1, &later),
+            s.a.local_addr(),
+        )
+        .await
+        .unwrap();
+    let seen = until_payload(&s.far_b, &later).await;
+    assert!(seen.iter().all(|(h, _)| h.payload_type == 0), "{seen:?}");
+}
+
+#[tokio::test]
 async fn a_new_source_ssrc_mid_call_continues_the_stream() {
     let engine = engine(47800, 47899);
     let (s, _) = bridged(&engine, Some(101)).await;
@@ -204,6 +252,10 @@ async fn rtcp_is_translated_for_the_other_leg_and_never_sent_back() {
     // to far end A's signalled RTCP port before A's SR latched its real one).
     assert_eq!(s.a.rtcp_counts(), (1, 1));
     assert_eq!(s.b.rtcp_counts(), (1, 1));
+    // And the engine's totals (`/metrics`) add both legs.
+    let counters = engine.counters();
+    assert_eq!(counters.rtcp_received.load(Ordering::Relaxed), 2);
+    assert_eq!(counters.rtcp_sent.load(Ordering::Relaxed), 2);
     let mut buf = [0u8; 64];
     let back = timeout(Duration::from_millis(200), far_a_rtcp.recv_from(&mut buf)).await;
     assert!(back.is_err(), "A's SR is not echoed back to far end A");

@@ -9,8 +9,11 @@
 //! SDES (the first chunk) are relayed; BYE (idgate ends legs by SIP), APP, feedback and XR are
 //! dropped, since their SSRCs and semantics do not survive the translation.
 //!
-//! Hand-written: the fixed formats of §6.4 and §6.5 are all idgate reads, and no maintained
-//! crate translates SSRCs between sessions.
+//! While idgate itself is the sender (prompts and hold music), it reports on its own stream:
+//! `write_sender_report` builds the SR + SDES CNAME compound packet the pump sends every ~5 s.
+//!
+//! Hand-written: the fixed formats of §6.4 and §6.5 are all idgate reads and writes, and no
+//! maintained crate translates SSRCs between sessions.
 
 use thiserror::Error;
 
@@ -213,6 +216,57 @@ fn finish(out: &mut [u8], start: usize, count: u8) {
     out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
 }
 
+/// What idgate reports about a stream it sends (§6.4.1 sender info).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderInfo {
+    /// The stream's SSRC.
+    pub ssrc: u32,
+    /// Wallclock time as a 64-bit NTP timestamp (seconds since 1900 in the high 32 bits).
+    pub ntp: u64,
+    /// The RTP timestamp matching `ntp`.
+    pub rtp_timestamp: u32,
+    /// RTP packets sent under `ssrc` so far.
+    pub packets: u32,
+    /// Payload octets sent under `ssrc` so far.
+    pub octets: u32,
+}
+
+/// Writes a compound packet into `out` (cleared first): an SR with no reception report
+/// blocks (idgate receives nothing it reports on while it plays), then SDES with the CNAME
+/// (§6.1: every compound packet carries one).
+pub fn write_sender_report(info: &SenderInfo, cname: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0x80, SR, 0, 6]);
+    out.extend_from_slice(&info.ssrc.to_be_bytes());
+    out.extend_from_slice(&info.ntp.to_be_bytes());
+    out.extend_from_slice(&info.rtp_timestamp.to_be_bytes());
+    out.extend_from_slice(&info.packets.to_be_bytes());
+    out.extend_from_slice(&info.octets.to_be_bytes());
+    let cname = &cname.as_bytes()[..cname.len().min(255)];
+    let start = out.len();
+    out.extend_from_slice(&[0x81, SDES, 0, 0]);
+    out.extend_from_slice(&info.ssrc.to_be_bytes());
+    out.push(1); // CNAME
+    out.push(u8::try_from(cname.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(cname);
+    // The item list ends with a null octet, padded to a 32-bit boundary (§6.5).
+    out.push(0);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+    let words = u16::try_from((out.len() - start) / 4 - 1).unwrap_or(u16::MAX);
+    out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
+}
+
+/// `at` as a 64-bit NTP timestamp (RFC 5905: seconds since 1900, 32-bit fraction).
+pub fn ntp_timestamp(at: std::time::SystemTime) -> u64 {
+    const UNIX_TO_NTP: u64 = 2_208_988_800;
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let seconds = since.as_secs().wrapping_add(UNIX_TO_NTP);
+    let fraction = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
+    (seconds << 32) | fraction
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +422,52 @@ mod tests {
             }
             let _ = translate(&d, &translation(), &mut out);
         }
+    }
+
+    #[test]
+    fn a_sender_report_is_a_valid_compound_packet_with_a_cname() {
+        let info = SenderInfo {
+            ssrc: 0x1234_5678,
+            ntp: 0xE5A1_0000_8000_0000,
+            rtp_timestamp: 160_000,
+            packets: 1000,
+            octets: 160_000,
+        };
+        let mut out = Vec::new();
+        write_sender_report(&info, "idgate@127.0.0.1", &mut out);
+        assert_eq!(out.len() % 4, 0);
+        let parsed = packets(&out).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!((parsed[0].packet_type, parsed[0].count), (SR, 0));
+        assert_eq!(&out[4..8], &0x1234_5678u32.to_be_bytes());
+        assert_eq!(&out[8..16], &0xE5A1_0000_8000_0000u64.to_be_bytes());
+        assert_eq!(&out[16..20], &160_000u32.to_be_bytes());
+        assert_eq!(&out[20..24], &1000u32.to_be_bytes());
+        assert_eq!(&out[24..28], &160_000u32.to_be_bytes());
+        assert_eq!((parsed[1].packet_type, parsed[1].count), (SDES, 1));
+        // SDES: SSRC, CNAME (type 1, length 16), the text, then the null octet and padding.
+        assert_eq!(&out[32..36], &0x1234_5678u32.to_be_bytes());
+        assert_eq!(&out[36..38], &[1, 16]);
+        assert_eq!(&out[38..54], b"idgate@127.0.0.1");
+        assert!(out[54..].iter().all(|&b| b == 0) && !out[54..].is_empty());
+        // What the relay would do with it: it translates like any far end's report.
+        let t = Translation {
+            sender_ssrc: 9,
+            timestamp_offset: Some(0),
+            reported_ssrc: 7,
+            reported_source: None,
+        };
+        let mut relayed = Vec::new();
+        translate(&out, &t, &mut relayed).unwrap();
+        assert_eq!(&relayed[4..8], &9u32.to_be_bytes());
+    }
+
+    #[test]
+    fn ntp_timestamps_count_from_1900_with_a_binary_fraction() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_500);
+        assert_eq!(
+            ntp_timestamp(at),
+            ((2_208_988_800u64 + 1) << 32) | 0x8000_0000
+        );
     }
 }

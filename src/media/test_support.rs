@@ -21,6 +21,7 @@ pub(super) fn engine(port_min: u16, port_max: u16) -> MediaEngine {
         bind_ip: LOCALHOST,
         port_min,
         port_max,
+        raw_send: false,
     })
 }
 

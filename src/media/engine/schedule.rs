@@ -2,8 +2,6 @@
 //! (`FrameClock`), where in the frame a new stream starts (`Stagger`), and the order the pump
 //! visits due streams in (`Schedule`). The pump passes `now`; tests pass made-up instants.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 /// The RTP frame interval.
@@ -14,6 +12,8 @@ pub const MAX_CATCH_UP: u32 = 3;
 /// How many phase slots the frame is cut into for staggering (1 ms each).
 pub const SLOTS: usize = 20;
 const SLOT: Duration = Duration::from_millis(1);
+/// The schedule's granularity: one phase slot.
+pub const TICK: Duration = SLOT;
 
 /// A stream's deadlines: one every 20 ms from its first, however late the sends are, so the
 /// RTP timestamps (advanced per due frame) stay on the ideal grid.
@@ -132,47 +132,114 @@ impl Stagger {
     }
 }
 
-/// One visit the pump owes a stream: at `due`, stream `id` in its `generation` (a restarted or
-/// removed stream leaves a stale entry behind, skipped when it comes up).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// One visit the pump owes a stream: at `due`, the stream in slab entry `index`, in its
+/// `generation` (a restarted or removed stream leaves a stale entry behind, skipped when it
+/// comes up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Visit {
     pub due: Instant,
-    pub id: u64,
+    pub index: u32,
     pub generation: u32,
 }
 
-/// The streams' next deadlines in order: a binary heap, so a pass touches only the streams
-/// that are due (O(log n) each), never all of them. No allocation once it has grown to the
-/// number of streams.
-#[derive(Debug, Default)]
+/// Ticks on the wheel: more than a frame's worth plus one, so every visit a pass pushes (due
+/// within the next frame) lands in a bucket the cursor has not passed.
+const WHEEL: usize = 64;
+
+/// The streams' next deadlines, on a timing wheel of 1 ms ticks counted from the pump's epoch
+/// (the stagger's, so placed deadlines fall on tick boundaries). Bucket `t % WHEEL` holds the
+/// visits due in `(t - 1, t]` ms. A pass takes the buckets whose tick has come, in tick order:
+/// O(1) per visit, where a binary heap of 4,000 streams cost ~12 comparisons and a cold cache
+/// line per level (3.7 % of the pump in a profile at 4,000 held calls). The granularity is the
+/// pump's batch window anyway: frames due within one tick are sent in one pass.
+#[derive(Debug)]
 pub(crate) struct Schedule {
-    heap: BinaryHeap<Reverse<Visit>>,
+    epoch: Instant,
+    buckets: Vec<Vec<Visit>>,
+    /// The first tick not yet taken.
+    cursor: u64,
+    /// Visits in the buckets.
+    queued: usize,
 }
 
 impl Schedule {
-    /// Adds a visit.
-    pub fn push(&mut self, visit: Visit) {
-        self.heap.push(Reverse(visit));
+    /// An empty wheel whose tick 0 is at `epoch`.
+    pub fn new(epoch: Instant) -> Self {
+        Schedule {
+            epoch,
+            buckets: (0..WHEEL).map(|_| Vec::new()).collect(),
+            cursor: 0,
+            queued: 0,
+        }
     }
 
-    /// The earliest visit due at `now`, removed.
-    pub fn pop_due(&mut self, now: Instant) -> Option<Visit> {
-        let Reverse(next) = self.heap.peek()?;
-        if next.due > now {
+    /// The tick whose bucket holds a deadline at `at` (rounded up).
+    fn tick_of(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX)
+    }
+
+    /// The last tick that has fully come at `now` (rounded down).
+    fn ticks_at(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos / TICK.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn instant_of(&self, tick: u64) -> Instant {
+        self.epoch + TICK * u32::try_from(tick).unwrap_or(u32::MAX)
+    }
+
+    /// Adds a visit. One due before the cursor goes in the cursor's bucket (the next pass).
+    /// After the wheel idled (no streams) the cursor is behind: a new visit may then be more
+    /// than a turn ahead, which costs one early pass, whose `now` brings the cursor up.
+    pub fn push(&mut self, visit: Visit) {
+        let tick = self.tick_of(visit.due).max(self.cursor);
+        self.buckets[(tick % WHEEL as u64) as usize].push(visit);
+        self.queued += 1;
+    }
+
+    /// Moves every visit due at `now` to `ready`, earliest tick first. A visit more than a
+    /// wheel turn ahead stays put.
+    pub fn take_due(&mut self, now: Instant, ready: &mut Vec<Visit>) {
+        let last = self.ticks_at(now);
+        if last < self.cursor {
+            return;
+        }
+        let turns = (last - self.cursor + 1).min(WHEEL as u64);
+        for tick in self.cursor..self.cursor + turns {
+            let bucket = &mut self.buckets[(tick % WHEEL as u64) as usize];
+            let before = bucket.len();
+            let mut kept = 0;
+            for i in 0..before {
+                let visit = bucket[i];
+                if visit.due <= now {
+                    ready.push(visit);
+                } else {
+                    bucket[kept] = visit;
+                    kept += 1;
+                }
+            }
+            bucket.truncate(kept);
+            self.queued -= before - kept;
+        }
+        self.cursor = last + 1;
+    }
+
+    /// When the next visit is due: the end of the first tick with a visit (its bucket's
+    /// deadlines are all at or before it).
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.queued == 0 {
             return None;
         }
-        self.heap.pop().map(|Reverse(visit)| visit)
-    }
-
-    /// The earliest deadline.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(visit)| visit.due)
+        (self.cursor..self.cursor + WHEEL as u64)
+            .find(|tick| !self.buckets[(tick % WHEEL as u64) as usize].is_empty())
+            .map(|tick| self.instant_of(tick))
     }
 
     /// Visits held, stale ones included.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.queued
     }
 }
 
@@ -239,25 +306,88 @@ mod tests {
         assert_eq!(stagger.place(now).1, 9);
     }
 
+    fn visit(due: Instant, index: u32) -> Visit {
+        Visit {
+            due,
+            index,
+            generation: 0,
+        }
+    }
+
+    fn take(schedule: &mut Schedule, now: Instant) -> Vec<u32> {
+        let mut ready = Vec::new();
+        schedule.take_due(now, &mut ready);
+        ready.iter().map(|v| v.index).collect()
+    }
+
     #[test]
-    fn schedule_pops_due_visits_in_order() {
+    fn schedule_takes_due_visits_by_tick() {
         let t = Instant::now();
-        let mut schedule = Schedule::default();
-        for (due, id) in [(30, 3), (10, 1), (20, 2), (10, 4)] {
-            schedule.push(Visit {
-                due: t + ms(due),
-                id,
-                generation: 0,
-            });
+        let mut schedule = Schedule::new(t);
+        let micros = Duration::from_micros;
+        for (due, index) in [(ms(30), 3), (ms(10), 1), (ms(20), 2), (ms(10), 4)] {
+            schedule.push(visit(t + due, index));
         }
         assert_eq!(schedule.next_due(), Some(t + ms(10)));
-        let mut ids = Vec::new();
-        while let Some(visit) = schedule.pop_due(t + ms(20)) {
-            ids.push(visit.id);
-        }
-        assert_eq!(ids, vec![1, 4, 2]);
+        // Tick order; push order within a tick.
+        assert_eq!(take(&mut schedule, t + ms(20)), vec![1, 4, 2]);
         assert_eq!(schedule.len(), 1);
-        assert_eq!(schedule.pop_due(t + ms(29)), None);
+        // A deadline in a tick the wheel has passed (10.4 ms: tick 11) goes to the next pass.
+        assert_eq!(
+            take(&mut schedule, t + ms(20) + micros(500)),
+            Vec::<u32>::new()
+        );
+        schedule.push(visit(t + micros(10_400), 6));
+        assert_eq!(schedule.next_due(), Some(t + ms(21)));
+        assert_eq!(take(&mut schedule, t + ms(21)), vec![6]);
+        // Not before its deadline, even within its tick.
+        assert_eq!(
+            take(&mut schedule, t + ms(29) + micros(999)),
+            Vec::<u32>::new()
+        );
         assert_eq!(schedule.next_due(), Some(t + ms(30)));
+        assert_eq!(take(&mut schedule, t + ms(30)), vec![3]);
+        assert_eq!(schedule.next_due(), None);
+    }
+
+    #[test]
+    fn schedule_catches_up_after_a_stall_and_restarts_after_idling() {
+        let t = Instant::now();
+        let mut schedule = Schedule::new(t);
+        for i in 0..20 {
+            schedule.push(visit(t + ms(u64::from(i)), i));
+        }
+        // A 500 ms stall (many wheel turns): everything is due, earliest first, once.
+        let late = take(&mut schedule, t + ms(500));
+        assert_eq!(late, (0..20).collect::<Vec<u32>>());
+        assert_eq!(schedule.len(), 0);
+        // A visit a frame after the stall lands in reach of the cursor.
+        schedule.push(visit(t + ms(520), 7));
+        assert_eq!(schedule.next_due(), Some(t + ms(520)));
+        // Idle for a minute, then new streams: one early pass (at the pump's real time)
+        // brings the cursor up to them.
+        assert_eq!(take(&mut schedule, t + ms(520)), vec![7]);
+        let later = t + Duration::from_secs(60);
+        schedule.push(visit(later + ms(3), 8));
+        schedule.push(visit(later + ms(23), 9));
+        assert!(schedule.next_due().is_some_and(|at| at < later));
+        assert_eq!(take(&mut schedule, later), Vec::<u32>::new());
+        assert_eq!(schedule.next_due(), Some(later + ms(3)));
+        assert_eq!(take(&mut schedule, later + ms(22)), vec![8]);
+        assert_eq!(take(&mut schedule, later + ms(23)), vec![9]);
+    }
+
+    #[test]
+    fn a_visit_more_than_a_turn_ahead_waits_for_its_turn() {
+        let t = Instant::now();
+        let mut schedule = Schedule::new(t);
+        schedule.push(visit(t + ms(1), 1));
+        // 100 ms ahead: shares a bucket with tick 36 (100 - 64).
+        schedule.push(visit(t + ms(100), 2));
+        assert_eq!(take(&mut schedule, t + ms(1)), vec![1]);
+        assert_eq!(take(&mut schedule, t + ms(40)), Vec::<u32>::new());
+        assert_eq!(schedule.len(), 1);
+        assert_eq!(take(&mut schedule, t + ms(99)), Vec::<u32>::new());
+        assert_eq!(take(&mut schedule, t + ms(100)), vec![2]);
     }
 }

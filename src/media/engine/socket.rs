@@ -14,6 +14,22 @@ use std::net::SocketAddr;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+/// Sets Don't Fragment on an IPv4 RTP socket's packets, ignoring the path MTU
+/// (`IP_PMTUDISC_PROBE`). Linux then gives each packet IP ID 0 instead of drawing one from its
+/// shared, hashed ID generator (`__ip_select_ident`: ~3 % of the pump at 4,000 held calls, and
+/// an atomic on a table all cores share). Audio packets are a few hundred bytes at most, far
+/// below any MTU, so none is ever refused for size. Best effort: on failure the socket keeps
+/// the default, which works the same, only slower.
+pub fn set_dont_fragment(socket: &std::net::UdpSocket) {
+    if !matches!(socket.local_addr(), Ok(SocketAddr::V4(_))) {
+        return; // IPv6 draws no ID for packets it does not fragment
+    }
+    use rustix::net::sockopt::{Ipv4PathMtuDiscovery, set_ip_mtu_discover};
+    if let Err(e) = set_ip_mtu_discover(socket, Ipv4PathMtuDiscovery::PROBE) {
+        tracing::debug!(error = %e, "IP_MTU_DISCOVER not set on an RTP socket");
+    }
+}
+
 /// A non-blocking UDP socket the reactor watches for incoming datagrams only.
 #[derive(Debug)]
 pub struct RtpSocket(AsyncFd<std::net::UdpSocket>);
@@ -47,5 +63,30 @@ impl RtpSocket {
     /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.get_ref().local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::net::sockopt::{Ipv4PathMtuDiscovery, ip_mtu_discover};
+
+    #[test]
+    fn ipv4_rtp_sockets_set_dont_fragment_ignoring_the_path_mtu() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_ne!(
+            ip_mtu_discover(&socket).unwrap(),
+            Ipv4PathMtuDiscovery::PROBE
+        );
+        set_dont_fragment(&socket);
+        assert_eq!(
+            ip_mtu_discover(&socket).unwrap(),
+            Ipv4PathMtuDiscovery::PROBE
+        );
+        // Still sends: a full-size audio packet and a large one (loopback's MTU is 64 KiB).
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = sink.local_addr().unwrap();
+        assert_eq!(socket.send_to(&[0u8; 172], to).unwrap(), 172);
+        assert_eq!(socket.send_to(&[0u8; 2048], to).unwrap(), 2048);
     }
 }
