@@ -66,12 +66,7 @@ fn verified_call_over(transport: &[&str]) {
     assert_ok("caller", &mut caller, &idgate);
     assert_ok("queue", &mut queue, &idgate);
 
-    let invite = queue.received("INVITE").expect("the queue got an INVITE");
-    assert_eq!(
-        header(&invite, "X-Identity-Status"),
-        Some("verified"),
-        "{invite}"
-    );
+    let invite = queue.invite_with_status("verified");
     assert_eq!(header(&invite, "X-Identity-Method"), Some("simulator"));
     assert_eq!(header(&invite, "X-Identity-Reason"), None);
     assert_eq!(
@@ -198,12 +193,7 @@ fn a_declined_push_reaches_the_queue_unverified_with_its_reason() {
     let mut caller = call(&idgate, "caller.xml", "+46701111111", &["-d", "2500"]);
     assert_ok("caller", &mut caller, &idgate);
     assert_ok("queue", &mut queue, &idgate);
-    let invite = queue.received("INVITE").expect("INVITE");
-    assert_eq!(
-        header(&invite, "X-Identity-Status"),
-        Some("unverified"),
-        "{invite}"
-    );
+    let invite = queue.invite_with_status("unverified");
     assert_eq!(header(&invite, "X-Identity-Reason"), Some("declined"));
     assert_eq!(header(&invite, "X-Identity-Method"), Some("simulator"));
 }
@@ -220,12 +210,7 @@ fn an_anonymous_caller_on_a_route_without_keypad_reaches_the_queue_as_anonymous(
     let mut caller = call(&idgate, "caller.xml", "anonymous", &["-d", "2000"]);
     assert_ok("caller", &mut caller, &idgate);
     assert_ok("queue", &mut queue, &idgate);
-    let invite = queue.received("INVITE").expect("INVITE");
-    assert_eq!(
-        header(&invite, "X-Identity-Status"),
-        Some("unverified"),
-        "{invite}"
-    );
+    let invite = queue.invite_with_status("unverified");
     assert_eq!(header(&invite, "X-Identity-Reason"), Some("anonymous"));
     assert_eq!(
         header(&invite, "X-Identity-Method"),
@@ -251,12 +236,7 @@ fn an_anonymous_caller_types_a_personal_number_by_sip_info_and_is_verified() {
     let mut caller = call(&idgate, "caller_keypad.xml", "anonymous", &["-d", "3000"]);
     assert_ok("caller", &mut caller, &idgate);
     assert_ok("queue", &mut queue, &idgate);
-    let invite = queue.received("INVITE").expect("INVITE");
-    assert_eq!(
-        header(&invite, "X-Identity-Status"),
-        Some("verified"),
-        "{invite}"
-    );
+    let invite = queue.invite_with_status("verified");
     assert_eq!(
         header(&invite, "X-Identity-Subject"),
         Some("19811228-****"),

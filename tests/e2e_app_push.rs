@@ -53,12 +53,7 @@ fn the_company_app_verifies_a_caller_by_phone_number_through_the_signed_callback
     let mut call = Sipp::start(idgate.dir.path(), "caller.xml", &args, 1);
     assert_ok("caller", &mut call, &idgate);
     assert_ok("queue", &mut queue, &idgate);
-    let invite = queue.received("INVITE").expect("INVITE");
-    assert_eq!(
-        header(&invite, "X-Identity-Status"),
-        Some("verified"),
-        "{invite}"
-    );
+    let invite = queue.invite_with_status("verified");
     assert_eq!(header(&invite, "X-Identity-Method"), Some("app-push"));
     let pushes = backend.pushes();
     assert_eq!(pushes.len(), 1, "one signed push reached the backend");

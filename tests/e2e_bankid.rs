@@ -31,20 +31,8 @@ fn bank(timing: FakeTiming) -> Bank {
 /// idgate configured for the fake: the RP certificate, its key and the fake's CA as files.
 fn idgate_for(bank: &Bank, queue_port: u16) -> Idgate {
     let pki = bank.fake.pki();
-    let files = tempfile::tempdir().expect("dir");
-    let write = |name: &str, pem: &str| {
-        let path = files.path().join(name);
-        std::fs::write(&path, pem).expect("pem file");
-        path.display().to_string()
-    };
-    let sections = format!(
-        "[provider]\nkind = \"bankid\"\n[provider.bankid]\nurl = \"{url}\"\nclient_cert = \"{cert}\"\n\
-         client_key = \"{key}\"\nca = \"{ca}\"\npoll_interval_ms = 50\n",
-        url = bank.fake.url(),
-        cert = write("rp.crt", &pki.client_cert_pem),
-        key = write("rp.key", &pki.client_key_pem),
-        ca = write("bankid-ca.pem", &pki.server_ca_pem),
-    );
+    let url = bank.fake.url();
+    let (files, sections) = support::bankid_sections(pki, &url, &pki.server_ca_pem, "");
     let routes = format!(
         "[[route]]\nname = \"support\"\nmatch = \"*\"\nkeypad = false\ntarget = \"sip:queue@127.0.0.1:{queue_port}\"\n"
     );
@@ -79,12 +67,7 @@ fn a_caller_in_the_directory_is_verified_by_bankid_and_the_evidence_is_kept() {
     let mut caller = call(&idgate, "+46701230001", "2500");
     assert_ok("caller", &mut caller, &idgate);
     assert_ok("queue", &mut queue, &idgate);
-    let invite = queue.received("INVITE").expect("INVITE");
-    assert_eq!(
-        header(&invite, "X-Identity-Status"),
-        Some("verified"),
-        "{invite}"
-    );
+    let invite = queue.invite_with_status("verified");
     assert_eq!(header(&invite, "X-Identity-Method"), Some("bankid"));
     assert_eq!(header(&invite, "X-Identity-Subject"), Some("19121212-****"));
 

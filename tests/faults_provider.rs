@@ -64,20 +64,8 @@ fn bank() -> Bank {
 
 /// idgate on BankID at `url`, trusting `ca`, with the fake's RP certificate; 1 s per request.
 fn idgate_on_bankid(bank: &Bank, url: &str, ca: &str, queue_port: u16) -> Idgate {
-    let pki = bank.fake.pki();
-    let files = tempfile::tempdir().expect("dir");
-    let write = |name: &str, pem: &str| {
-        let path = files.path().join(name);
-        std::fs::write(&path, pem).expect("pem file");
-        path.display().to_string()
-    };
-    let sections = format!(
-        "[provider]\nkind = \"bankid\"\n[provider.bankid]\nurl = \"{url}\"\nclient_cert = \"{cert}\"\n\
-         client_key = \"{key}\"\nca = \"{ca}\"\npoll_interval_ms = 50\nrequest_timeout_ms = 1000\n",
-        cert = write("rp.crt", &pki.client_cert_pem),
-        key = write("rp.key", &pki.client_key_pem),
-        ca = write("ca.pem", ca),
-    );
+    let extra = "request_timeout_ms = 1000\n";
+    let (files, sections) = support::bankid_sections(bank.fake.pki(), url, ca, extra);
     let routes = route(queue_port, "keypad = false\n");
     let idgate = Idgate::start_with_http(&routes, "", &http_token(), &sections);
     drop(files);

@@ -378,12 +378,7 @@ fn a_verified_call_over_tls_reaches_the_queue_and_idgate_hangs_up_over_tls() {
     ua.send(&reply);
 
     assert_ok("queue", &mut queue, &idgate);
-    let invite = queue.received("INVITE").expect("the queue got an INVITE");
-    assert_eq!(
-        header(&invite, "X-Identity-Status"),
-        Some("verified"),
-        "{invite}"
-    );
+    let invite = queue.invite_with_status("verified");
     assert!(
         header(&invite, "Via").is_some_and(|v| v.starts_with("SIP/2.0/UDP")),
         "the queue leg stays as routed: {invite}"

@@ -103,12 +103,7 @@ pub fn verdicts(queue: &Sipp) -> Vec<(String, String, Option<String>)> {
 
 /// Asserts the one INVITE the queue got carries `unverified` with `reason`.
 pub fn assert_unverified(queue: &Sipp, reason: &str) {
-    let invite = queue.received("INVITE").expect("the queue got an INVITE");
-    assert_eq!(
-        header(&invite, "X-Identity-Status"),
-        Some("unverified"),
-        "{invite}"
-    );
+    let invite = queue.invite_with_status("unverified");
     assert_eq!(
         header(&invite, "X-Identity-Reason"),
         Some(reason),

@@ -411,6 +411,17 @@ impl Sipp {
     pub fn received(&self, method: &str) -> Option<String> {
         received_request(&self.trace(), method)
     }
+
+    /// The INVITE this SIPp (a queue) received, asserted to carry `X-Identity-Status: status`.
+    pub fn invite_with_status(&self, status: &str) -> String {
+        let invite = self.received("INVITE").expect("the queue got an INVITE");
+        assert_eq!(
+            header(&invite, "X-Identity-Status"),
+            Some(status),
+            "{invite}"
+        );
+        invite
+    }
 }
 
 impl Drop for Sipp {
@@ -622,4 +633,29 @@ impl Idgate {
         }
         None
     }
+}
+
+/// The `[provider]` sections for BankID at `url` with `ca` trusted and `pki`'s RP certificate,
+/// plus `extra` lines of `[provider.bankid]`. The PEM files are in the returned directory:
+/// keep it until idgate has started (it reads them at start-up).
+pub fn bankid_sections(
+    pki: &idgate::verify::tls::TestPki,
+    url: &str,
+    ca: &str,
+    extra: &str,
+) -> (tempfile::TempDir, String) {
+    let files = tempfile::tempdir().expect("dir");
+    let write = |name: &str, pem: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, pem).expect("pem file");
+        path.display().to_string()
+    };
+    let sections = format!(
+        "[provider]\nkind = \"bankid\"\n[provider.bankid]\nurl = \"{url}\"\nclient_cert = \"{cert}\"\n\
+         client_key = \"{key}\"\nca = \"{ca}\"\npoll_interval_ms = 50\n{extra}",
+        cert = write("rp.crt", &pki.client_cert_pem),
+        key = write("rp.key", &pki.client_key_pem),
+        ca = write("ca.pem", ca),
+    );
+    (files, sections)
 }
