@@ -223,6 +223,7 @@ listen = "127.0.0.1:$http_port"
 bind_ip = "127.0.0.1"
 rtp_port_min = $rtp_min
 rtp_port_max = $rtp_max
+${BENCH_MEDIA_EXTRA:-}
 
 [store]
 url = "$store_url"

@@ -34,6 +34,8 @@ Options:
   --floor-seconds  how long each floor runs (default: min(S, 10))
   --sinks K        sink sockets the calls are spread over (default 8)
   --rtp-min PORT   first port of idgate's RTP range (default 42000)
+  --raw-send       idgate sends through raw sockets in batches ([media] raw_send = true;
+                   needs root or CAP_NET_RAW)
   --perf           also profile idgate with perf record -e cpu-clock over the window
   --no-build       use the release binaries as they are
   --keep           keep the temp directory (configs, logs, raw scrapes)
@@ -55,6 +57,7 @@ scenario_held() {
         --sinks) sinks=${2:?}; shift 2 ;;
         --rtp-min) rtp_min=${2:?}; shift 2 ;;
         --perf) perf=1; shift ;;
+        --raw-send) BENCH_MEDIA_EXTRA="raw_send = true"; shift ;;
         --no-build) BENCH_NO_BUILD=1; shift ;;
         --keep) BENCH_KEEP=1; shift ;;
         -h | --help) held_usage; return 0 ;;
@@ -277,6 +280,7 @@ held_report() {
     printf '%-34s %s\n' \
         "calls held / asked" "$held / $calls" \
         "window" "${seconds} s, $sent packets sent ($pps/s), $not_sent not sent, $skipped frames skipped" \
+        "idgate send path" "$(if [[ -n ${BENCH_MEDIA_EXTRA:-} ]]; then echo "raw sockets, sendmmsg (raw_send)"; else echo "sendto per packet on each call's socket"; fi)" \
         "idgate CPU" "${idg_pct}% of one core, ${per_pkt} us per packet" \
         "floor (sendmmsg, 1 socket/stream)" "${floor_us} us per packet ($floor_pkts packets)" \
         "floor (sendmmsg, 1 socket)" "${floor1_us} us per packet" \
