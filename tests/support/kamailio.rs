@@ -4,7 +4,7 @@
 //!
 //! Needs the Debian packages `kamailio` and `procps` (`kill`).
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,19 +19,7 @@ pub fn config(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A UDP+TCP port free on `ip` right now.
-pub fn free_port_on(ip: &str) -> u16 {
-    for _ in 0..200 {
-        let Ok(udp) = UdpSocket::bind((ip, 0)) else {
-            continue;
-        };
-        let Ok(addr) = udp.local_addr() else { continue };
-        if TcpListener::bind(addr).is_ok() {
-            return addr.port();
-        }
-    }
-    panic!("no free port on {ip}");
-}
+pub use super::free_port_on;
 
 /// A running Kamailio in its own process group (its children die with it), logging to
 /// `kamailio.<port>.log` in the test's directory.

@@ -14,18 +14,53 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// A UDP+TCP port pair free on 127.0.0.1 right now.
+/// Where [`free_port`] looks: below the kernel's ephemeral range (32768–60999), where every
+/// outgoing connection of every concurrent test takes its local port, and below the RTP ranges
+/// of [`rtp_range`] (20000 and up). A port picked from the ephemeral range could be taken by a
+/// test's HTTP or database client between the check and the program's own bind.
+const TEST_PORTS: std::ops::Range<u32> = 10_000..20_000;
+
+/// A UDP+TCP port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
-    for _ in 0..200 {
-        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = udp.local_addr() else { continue };
-        if TcpListener::bind(addr).is_ok() {
-            return addr.port();
+    free_port_on("127.0.0.1")
+}
+
+/// A UDP+TCP port free on `ip` right now.
+pub fn free_port_on(ip: &str) -> u16 {
+    free_port_where(|port| udp_free(ip, port) && TcpListener::bind((ip, port)).is_ok())
+}
+
+/// A port for SIPp's `-mp`: SIPp binds that port for audio and the port 2 above it for video,
+/// and exits at start if either is taken.
+pub fn free_sipp_media_port() -> u16 {
+    free_port_where(|port| udp_free("127.0.0.1", port) && udp_free("127.0.0.1", port + 2))
+}
+
+fn udp_free(ip: &str, port: u16) -> bool {
+    UdpSocket::bind((ip, port)).is_ok()
+}
+
+/// The first port of [`TEST_PORTS`] that passes `free`, starting from a point that differs
+/// per process (tests run as concurrent processes) and moving on with every call (so a
+/// process does not hand out a port twice before its program has bound it).
+fn free_port_where(free: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.subsec_nanos());
+    let _ = NEXT.compare_exchange(u32::MAX, seed % span, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..span {
+        // Steps of 3 keep a SIPp media pair (port, port + 2) clear of the next pick.
+        let offset = NEXT.fetch_add(3, Ordering::Relaxed) % span;
+        let port = (TEST_PORTS.start + offset) as u16;
+        if free(port) {
+            return port;
         }
     }
-    panic!("no free port on 127.0.0.1");
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 /// An RTP range no other test of this process uses (ranges are spread by process id too).
@@ -325,6 +360,8 @@ impl Drop for Idgate {
 pub struct Sipp {
     child: Child,
     pub messages: PathBuf,
+    /// SIPp's own complaints (a port it could not bind, a scenario error).
+    errors: PathBuf,
     pub port: u16,
 }
 
@@ -338,8 +375,10 @@ impl Sipp {
     /// Starts SIPp with a scenario from tests/sipp, bounded to `calls` calls and 60 s.
     pub fn start(dir: &Path, scenario_file: &str, args: &[&str], calls: u32) -> Sipp {
         let port = free_port();
-        let media_port = free_port();
+        let media_port = free_sipp_media_port();
         let messages = dir.join(format!("{scenario_file}.{port}.messages.log"));
+        let errors = dir.join(format!("{scenario_file}.{port}.stderr.log"));
+        let stderr = std::fs::File::create(&errors).expect("SIPp stderr file");
         let child = Command::new("sipp")
             .arg("-sf")
             .arg(scenario(scenario_file))
@@ -364,12 +403,13 @@ impl Sipp {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start sipp (apt-get install sip-tester)");
         Sipp {
             child,
             messages,
+            errors,
             port,
         }
     }
@@ -379,10 +419,16 @@ impl Sipp {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                if !status.success() {
+                    // Shown with the failing test's output.
+                    let errors = std::fs::read_to_string(&self.errors).unwrap_or_default();
+                    eprintln!("SIPp ended with {status}; its stderr:\n{errors}");
+                }
                 return status;
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
+                eprintln!("SIPp still ran after {limit:?}: killed");
                 return self.child.wait().expect("sipp wait");
             }
             std::thread::sleep(Duration::from_millis(20));
