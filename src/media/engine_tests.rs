@@ -209,11 +209,20 @@ async fn while_playing_idgate_sends_its_own_sender_reports() {
     let (far, far_addr) = far_end().await;
     let (far_rtcp, _) = far_end().await;
     stream.start(far_addr, Codec::Pcmu, Some(101));
-    // The far end's first RTCP packet shows where it listens (an empty RR).
+    // The caller talks: ten packets of which the sixth is lost on the way.
+    for seq in (100..110u16).filter(|s| *s != 105) {
+        let rtp = packet(false, 0, seq, u32::from(seq) * 160, 0xFA, &[0xFF; 160]);
+        far.send_to(&rtp, stream.local_addr()).await.unwrap();
+    }
+    // The far end's first RTCP packet shows where it listens: its own SR (sender info only).
     let rtcp_port = SocketAddr::new(LOCALHOST, stream.local_addr().port() + 1);
-    let mut rr = vec![0x80, 201, 0, 1];
-    rr.extend_from_slice(&0xFA_u32.to_be_bytes());
-    far_rtcp.send_to(&rr, rtcp_port).await.unwrap();
+    let far_ntp = 0xE8A1_2345_6789_ABCD_u64;
+    let mut sr = vec![0x80, 200, 0, 6];
+    sr.extend_from_slice(&0xFA_u32.to_be_bytes());
+    sr.extend_from_slice(&far_ntp.to_be_bytes());
+    sr.extend_from_slice(&[0; 12]);
+    far_rtcp.send_to(&sr, rtcp_port).await.unwrap();
+    let far_sr_sent = std::time::Instant::now();
     // The first report comes 1.25-3.75 s after the first frame (RFC 3550 §6.2, randomized).
     let mut buf = [0u8; 512];
     let (len, from) = timeout(Duration::from_secs(5), far_rtcp.recv_from(&mut buf))
@@ -222,7 +231,7 @@ async fn while_playing_idgate_sends_its_own_sender_reports() {
         .unwrap();
     assert_eq!(from, rtcp_port);
     let report = buf[..len].to_vec();
-    assert_eq!(&report[..2], &[0x80, 200], "an SR first");
+    assert_eq!(report[1], 200, "an SR first");
     // The newest packet the far end has: drain what queued up while waiting.
     let mut latest = rtp::parse(&recv(&far).await).unwrap().header;
     while let Ok((n, _)) = far.try_recv_from(&mut buf) {
@@ -246,7 +255,25 @@ async fn while_playing_idgate_sends_its_own_sender_reports() {
         "{packets} packets in ~1 s or more of playing"
     );
     assert_eq!(octets, packets * 160);
-    assert_eq!(report[29], 202, "then SDES");
+    // One reception report block, about what the caller sent (RFC 3550 §6.4.1).
+    assert_eq!(report[0] & 0x1F, 1, "one report block");
+    let block = &report[28..52];
+    assert_eq!(
+        &block[0..4],
+        &0xFA_u32.to_be_bytes(),
+        "about the caller's SSRC"
+    );
+    assert_eq!(block[4], 25, "fraction lost: 1 of 10, in 256ths");
+    assert_eq!(&block[5..8], &[0, 0, 1], "cumulative lost");
+    assert_eq!(&block[8..12], &109u32.to_be_bytes(), "highest sequence");
+    assert_eq!(&block[16..20], &0x2345_6789u32.to_be_bytes(), "LSR");
+    let dlsr = u32::from_be_bytes([block[20], block[21], block[22], block[23]]);
+    let waited = far_sr_sent.elapsed().as_secs_f64() * 65_536.0;
+    assert!(
+        dlsr > 0 && f64::from(dlsr) <= waited,
+        "DLSR {dlsr} within the {waited} units since the SR"
+    );
+    assert_eq!(report[53], 202, "then SDES");
     let cname = b"idgate@127.0.0.1";
     assert!(report.windows(cname.len()).any(|w| w == cname));
 }

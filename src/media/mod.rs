@@ -61,6 +61,7 @@ pub mod g711;
 pub mod inband;
 pub mod playout;
 pub mod prompts;
+pub mod reception;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp;

@@ -10,7 +10,8 @@
 //! dropped, since their SSRCs and semantics do not survive the translation.
 //!
 //! While idgate itself is the sender (prompts and hold music), it reports on its own stream:
-//! `write_sender_report` builds the SR + SDES CNAME compound packet the pump sends every ~5 s.
+//! `write_sender_report` builds the SR + SDES CNAME compound packet the pump sends every ~5 s,
+//! with a reception report block about the far end's stream (`super::reception`).
 //!
 //! Hand-written: the fixed formats of §6.4 and §6.5 are all idgate reads and writes, and no
 //! maintained crate translates SSRCs between sessions.
@@ -231,17 +232,62 @@ pub struct SenderInfo {
     pub octets: u32,
 }
 
-/// Writes a compound packet into `out` (cleared first): an SR with no reception report
-/// blocks (idgate receives nothing it reports on while it plays), then SDES with the CNAME
-/// (§6.1: every compound packet carries one).
-pub fn write_sender_report(info: &SenderInfo, cname: &str, out: &mut Vec<u8>) {
+/// One reception report block (§6.4.1): what idgate heard of the far end's stream, from
+/// [`super::reception::Reception::report`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportBlock {
+    /// The source reported on (the far end's SSRC).
+    pub ssrc: u32,
+    /// Packets lost since the previous report, as a fraction of 256.
+    pub fraction_lost: u8,
+    /// Packets lost since the first (24 bits, signed: duplicates can make it negative).
+    pub cumulative_lost: i32,
+    /// The extended highest sequence number received (wraparounds in the high 16 bits).
+    pub highest_sequence: u32,
+    /// Interarrival jitter in RTP timestamp units.
+    pub jitter: u32,
+    /// The middle 32 bits of the NTP timestamp of the source's last SR, or 0.
+    pub last_sr: u32,
+    /// Since that SR, in units of 1/65536 s, or 0.
+    pub delay_since_last_sr: u32,
+}
+
+impl ReportBlock {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.push(self.fraction_lost);
+        // The low 24 bits of the two's complement (the caller clamps to that range).
+        out.extend_from_slice(&self.cumulative_lost.to_be_bytes()[1..]);
+        out.extend_from_slice(&self.highest_sequence.to_be_bytes());
+        out.extend_from_slice(&self.jitter.to_be_bytes());
+        out.extend_from_slice(&self.last_sr.to_be_bytes());
+        out.extend_from_slice(&self.delay_since_last_sr.to_be_bytes());
+    }
+}
+
+/// Writes a compound packet into `out` (cleared first): an SR, with a reception report block
+/// when idgate hears the far end (`block`), then SDES with the CNAME (§6.1: every compound
+/// packet carries one).
+pub fn write_sender_report(
+    info: &SenderInfo,
+    block: Option<&ReportBlock>,
+    cname: &str,
+    out: &mut Vec<u8>,
+) {
     out.clear();
-    out.extend_from_slice(&[0x80, SR, 0, 6]);
+    let (count, words) = match block {
+        Some(_) => (1, 6 + REPORT_BLOCK_LEN / 4),
+        None => (0, 6),
+    };
+    out.extend_from_slice(&[0x80 | count, SR, 0, words as u8]);
     out.extend_from_slice(&info.ssrc.to_be_bytes());
     out.extend_from_slice(&info.ntp.to_be_bytes());
     out.extend_from_slice(&info.rtp_timestamp.to_be_bytes());
     out.extend_from_slice(&info.packets.to_be_bytes());
     out.extend_from_slice(&info.octets.to_be_bytes());
+    if let Some(block) = block {
+        block.write(out);
+    }
     let cname = &cname.as_bytes()[..cname.len().min(255)];
     let start = out.len();
     out.extend_from_slice(&[0x81, SDES, 0, 0]);
@@ -256,6 +302,19 @@ pub fn write_sender_report(info: &SenderInfo, cname: &str, out: &mut Vec<u8>) {
     }
     let words = u16::try_from((out.len() - start) / 4 - 1).unwrap_or(u16::MAX);
     out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
+}
+
+/// The sender SSRC and NTP timestamp of the SR a compound packet starts with, if it does
+/// (what a reception report's LSR is taken from).
+pub fn sender_report_of(datagram: &[u8]) -> Option<(u32, u64)> {
+    let packets = packets(datagram).ok()?;
+    let first = packets.first().filter(|p| p.packet_type == SR)?;
+    let ssrc = first.body.get(0..4)?;
+    let ntp = first.body.get(4..12)?;
+    Some((
+        u32::from_be_bytes(ssrc.try_into().ok()?),
+        u64::from_be_bytes(ntp.try_into().ok()?),
+    ))
 }
 
 /// `at` as a 64-bit NTP timestamp (RFC 5905: seconds since 1900, 32-bit fraction).
@@ -434,7 +493,7 @@ mod tests {
             octets: 160_000,
         };
         let mut out = Vec::new();
-        write_sender_report(&info, "idgate@127.0.0.1", &mut out);
+        write_sender_report(&info, None, "idgate@127.0.0.1", &mut out);
         assert_eq!(out.len() % 4, 0);
         let parsed = packets(&out).unwrap();
         assert_eq!(parsed.len(), 2);
@@ -460,6 +519,62 @@ mod tests {
         let mut relayed = Vec::new();
         translate(&out, &t, &mut relayed).unwrap();
         assert_eq!(&relayed[4..8], &9u32.to_be_bytes());
+    }
+
+    #[test]
+    fn a_sender_report_carries_the_reception_block_it_is_given() {
+        let info = SenderInfo {
+            ssrc: 0x1234_5678,
+            ntp: 0xE5A1_0000_8000_0000,
+            rtp_timestamp: 160_000,
+            packets: 1000,
+            octets: 160_000,
+        };
+        let block = ReportBlock {
+            ssrc: 0xFA,
+            fraction_lost: 25,
+            cumulative_lost: -2,
+            highest_sequence: 0x0001_0004,
+            jitter: 80,
+            last_sr: 0x2345_6789,
+            delay_since_last_sr: 98_304,
+        };
+        let mut out = Vec::new();
+        write_sender_report(&info, Some(&block), "idgate@127.0.0.1", &mut out);
+        let parsed = packets(&out).unwrap();
+        assert_eq!((parsed[0].packet_type, parsed[0].count), (SR, 1));
+        assert_eq!(parsed[0].body.len(), 4 + SENDER_INFO_LEN + REPORT_BLOCK_LEN);
+        let b = &out[28..52];
+        assert_eq!(&b[0..4], &0xFAu32.to_be_bytes());
+        assert_eq!(b[4], 25);
+        assert_eq!(&b[5..8], &[0xFF, 0xFF, 0xFE], "-2 in 24 bits");
+        assert_eq!(&b[8..12], &0x0001_0004u32.to_be_bytes());
+        assert_eq!(&b[12..16], &80u32.to_be_bytes());
+        assert_eq!(&b[16..20], &0x2345_6789u32.to_be_bytes());
+        assert_eq!(&b[20..24], &98_304u32.to_be_bytes());
+        assert_eq!(parsed[1].packet_type, SDES);
+        // Read back as the far end's SR would be.
+        assert_eq!(
+            sender_report_of(&out),
+            Some((0x1234_5678, 0xE5A1_0000_8000_0000))
+        );
+        // And relayed, the block is re-issued like any far end's.
+        let t = Translation {
+            sender_ssrc: 9,
+            timestamp_offset: Some(0),
+            reported_ssrc: 0xFA,
+            reported_source: Some((0xBB, 0)),
+        };
+        let mut relayed = Vec::new();
+        translate(&out, &t, &mut relayed).unwrap();
+        assert_eq!(relayed[0] & 0x1F, 1);
+    }
+
+    #[test]
+    fn only_a_compound_that_starts_with_an_sr_has_sender_timing() {
+        assert_eq!(sender_report_of(&[0x80, RR, 0, 1, 0, 0, 0, 0xFA]), None);
+        assert_eq!(sender_report_of(&[0x80, SR, 0, 1, 0, 0, 0, 0xFA]), None);
+        assert_eq!(sender_report_of(b"noise"), None);
     }
 
     #[test]

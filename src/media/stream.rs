@@ -19,6 +19,7 @@ use super::engine::{Command, Control, MediaCounters, PortLease, lock};
 use super::g711::Codec;
 use super::inband::InbandDetector;
 use super::prompts::PromptSet;
+use super::reception::Reception;
 use super::relay::{Continuity, Origin};
 use super::rtcp::{self, Translation};
 use super::rtp::{self, RtpHeader, RtpPacket};
@@ -93,6 +94,11 @@ pub(crate) struct StreamShared {
     counters: Arc<MediaCounters>,
     rtcp_received: AtomicU64,
     rtcp_sent: AtomicU64,
+    /// What idgate hears of the far end, for the block in its own SRs. Written by the receive
+    /// tasks, read by the pump every ~5 s.
+    reception: Mutex<Reception>,
+    /// Arrival times for `reception` count from here.
+    epoch: Instant,
     /// RTP packets and payload octets sent under the leg's SSRC (for idgate's own SRs).
     sent_packets: AtomicU32,
     sent_octets: AtomicU32,
@@ -194,7 +200,9 @@ impl StreamShared {
             packets: self.sent_packets.load(Ordering::Relaxed),
             octets: self.sent_octets.load(Ordering::Relaxed),
         };
-        rtcp::write_sender_report(&info, &format!("idgate@{}", self.local.ip()), out);
+        let block = lock(&self.reception).report(self.epoch.elapsed());
+        let cname = format!("idgate@{}", self.local.ip());
+        rtcp::write_sender_report(&info, block.as_ref(), &cname, out);
         self.send_rtcp(out);
     }
 
@@ -277,6 +285,9 @@ impl StreamShared {
         self.counters.rtcp_received.fetch_add(1, Ordering::Relaxed);
         if from_rtcp_port {
             lock(&self.rtcp_remote).latch(from);
+        }
+        if let Some((ssrc, ntp)) = rtcp::sender_report_of(datagram) {
+            lock(&self.reception).on_sender_report(ssrc, ntp, self.epoch.elapsed());
         }
         let Some(peer) = self.peer() else { return };
         let translation = self.translation_for(&peer, datagram);
@@ -463,6 +474,15 @@ async fn receive(shared: Arc<StreamShared>) {
         };
         let header = packet.header;
         lock(&shared.remote).latch(from);
+        // Telephone-events repeat their start timestamp: no jitter sample.
+        let timed = u16::from(header.payload_type) != shared.dtmf_pt.load(Ordering::Relaxed);
+        lock(&shared.reception).on_rtp(
+            header.ssrc,
+            header.sequence,
+            header.timestamp,
+            shared.epoch.elapsed(),
+            timed,
+        );
         detection.on_packet(&shared, &packet);
         if let Some(peer) = shared.peer() {
             peer.relay(datagram, &header, shared.dtmf_pt.load(Ordering::Relaxed));
@@ -527,6 +547,8 @@ impl MediaStream {
             counters,
             rtcp_received: AtomicU64::new(0),
             rtcp_sent: AtomicU64::new(0),
+            reception: Mutex::new(Reception::default()),
+            epoch: Instant::now(),
             sent_packets: AtomicU32::new(0),
             sent_octets: AtomicU32::new(0),
             srtp: OnceLock::new(),
