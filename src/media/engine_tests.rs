@@ -276,4 +276,18 @@ async fn while_playing_idgate_sends_its_own_sender_reports() {
     assert_eq!(report[53], 202, "then SDES");
     let cname = b"idgate@127.0.0.1";
     assert!(report.windows(cname.len()).any(|w| w == cname));
+
+    // The leg ends: its last RTCP packet says goodbye for the SSRC it sent under (§6.6).
+    drop(stream);
+    let bye = [&[0x81, 203, 0, 1][..], &latest.ssrc.to_be_bytes()].concat();
+    loop {
+        let (len, _) = timeout(WAIT, far_rtcp.recv_from(&mut buf))
+            .await
+            .expect("an RTCP BYE when the stream is dropped")
+            .unwrap();
+        if buf[..len].ends_with(&bye) {
+            assert_eq!(buf[1], 200, "a report comes first in the compound");
+            break;
+        }
+    }
 }

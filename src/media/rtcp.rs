@@ -6,7 +6,7 @@
 //! end A is re-issued under leg B's SSRC with its RTP timestamp in leg B's space, and A's
 //! reception reports, which are about leg A's outgoing stream, are re-issued about far end
 //! B's own SSRC with the extended highest sequence number in B's numbering. Only SR, RR and
-//! SDES (the first chunk) are relayed; BYE (idgate ends legs by SIP), APP, feedback and XR are
+//! SDES (the first chunk) are relayed; BYE (idgate sends its own when a leg ends), APP, feedback and XR are
 //! dropped, since their SSRCs and semantics do not survive the translation.
 //!
 //! While idgate itself is the sender (prompts and hold music), it reports on its own stream:
@@ -24,6 +24,8 @@ const SR: u8 = 200;
 const RR: u8 = 201;
 /// Source description (§6.5).
 const SDES: u8 = 202;
+/// Goodbye (§6.6).
+const BYE: u8 = 203;
 /// One reception report block (§6.4.1).
 const REPORT_BLOCK_LEN: usize = 24;
 /// The sender info of an SR after the sender's SSRC (§6.4.1).
@@ -304,6 +306,13 @@ pub fn write_sender_report(
     out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
 }
 
+/// Appends a BYE for `ssrc` (§6.6) to a compound packet `write_sender_report` wrote: the
+/// source leaves the session.
+pub fn append_bye(ssrc: u32, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0x81, BYE, 0, 1]);
+    out.extend_from_slice(&ssrc.to_be_bytes());
+}
+
 /// The sender SSRC and NTP timestamp of the SR a compound packet starts with, if it does
 /// (what a reception report's LSR is taken from).
 pub fn sender_report_of(datagram: &[u8]) -> Option<(u32, u64)> {
@@ -568,6 +577,13 @@ mod tests {
         let mut relayed = Vec::new();
         translate(&out, &t, &mut relayed).unwrap();
         assert_eq!(relayed[0] & 0x1F, 1);
+        // A leg's last packet: the same, then BYE, still one valid compound.
+        let report_len = out.len();
+        append_bye(0x1234_5678, &mut out);
+        let parsed = packets(&out).unwrap();
+        assert_eq!(parsed.len(), 3);
+        assert_eq!((parsed[2].packet_type, parsed[2].count), (BYE, 1));
+        assert_eq!(&out[report_len + 4..], &0x1234_5678u32.to_be_bytes());
     }
 
     #[test]

@@ -186,24 +186,39 @@ impl StreamShared {
     /// it plays; RFC 3550 §6.4.1), with `now` as its wallclock. Nothing before the first
     /// packet was sent. `out` is a reusable buffer.
     pub(crate) fn send_report(&self, now: std::time::SystemTime, out: &mut Vec<u8>) {
+        if self.write_report(now, out).is_some() {
+            self.send_rtcp(out);
+        }
+    }
+
+    /// The leg's last RTCP packet when it ends (RFC 3550 §6.6): the report, then BYE for the
+    /// leg's SSRC. Nothing if idgate never sent RTP on the leg.
+    fn send_goodbye(&self) {
+        let mut out = Vec::new();
+        if let Some(ssrc) = self.write_report(std::time::SystemTime::now(), &mut out) {
+            rtcp::append_bye(ssrc, &mut out);
+            self.send_rtcp(&out);
+        }
+    }
+
+    /// Writes the SR + SDES compound into `out`; the leg's SSRC, or `None` (and `out` left as
+    /// it was) before the first packet was sent.
+    fn write_report(&self, now: std::time::SystemTime, out: &mut Vec<u8>) -> Option<u32> {
         let (ssrc, timestamp) = {
             let outgoing = lock(&self.outgoing);
             (outgoing.ssrc(), outgoing.last_timestamp())
         };
-        let Some(rtp_timestamp) = timestamp else {
-            return;
-        };
         let info = rtcp::SenderInfo {
             ssrc,
             ntp: rtcp::ntp_timestamp(now),
-            rtp_timestamp,
+            rtp_timestamp: timestamp?,
             packets: self.sent_packets.load(Ordering::Relaxed),
             octets: self.sent_octets.load(Ordering::Relaxed),
         };
         let block = lock(&self.reception).report(self.epoch.elapsed());
         let cname = format!("idgate@{}", self.local.ip());
         rtcp::write_sender_report(&info, block.as_ref(), &cname, out);
-        self.send_rtcp(out);
+        Some(ssrc)
     }
 
     /// Where the pump's raw path sends this leg's packets: (local port, remote), when both
@@ -701,6 +716,7 @@ impl Drop for MediaStream {
     fn drop(&mut self) {
         self.unbridge();
         self.send(Command::Remove { id: self.shared.id });
+        self.shared.send_goodbye();
         for receiver in &self.receivers {
             receiver.abort();
         }
