@@ -233,8 +233,9 @@ pub struct MediaSettings {
     pub srtp: crate::media::srtp::SrtpPolicy,
     /// Send prompts and hold music through one raw socket per pump thread, in batches
     /// (`sendmmsg`), instead of one `sendto` per packet on each call's socket: about half the
-    /// CPU per packet with thousands of calls on hold. Needs `CAP_NET_RAW` and `bind_ip` set to
-    /// one IPv4 address. Plain RTP over IPv4 only; SRTP and IPv6 legs and relayed media use
+    /// CPU per packet with thousands of calls on hold. Needs `CAP_NET_RAW` and an IPv4
+    /// `bind_ip` (one address, or `0.0.0.0`: then the kernel fills in the source and no UDP
+    /// checksum is sent). Plain RTP over IPv4 only; SRTP and IPv6 legs and relayed media use
     /// the calls' sockets as before. Default `false`.
     pub raw_send: bool,
 }
@@ -263,11 +264,10 @@ impl MediaSettings {
             let problem = format!("{min} must be even (RTP uses even ports)");
             return Err(Problem::new("media.rtp_port_min", problem));
         }
-        let one_ipv4 = matches!(self.bind_ip, IpAddr::V4(ip) if !ip.is_unspecified());
-        if self.raw_send && !one_ipv4 {
+        if self.raw_send && self.bind_ip.is_ipv6() {
             let problem = format!(
-                "needs media.bind_ip to be one IPv4 address, not {} (the raw path writes the \
-                 source address into each packet's UDP checksum)",
+                "needs an IPv4 media.bind_ip (one address, or 0.0.0.0), not {}: the raw path \
+                 sends IPv4 only",
                 self.bind_ip
             );
             return Err(Problem::new("media.raw_send", problem));

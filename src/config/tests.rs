@@ -93,14 +93,18 @@ fn values_are_validated_with_their_key() {
         order.contains("media.rtp_port_min: 30000 must be below"),
         "{order}"
     );
-    let raw = err("[media]\nbind_ip = \"0.0.0.0\"\nraw_send = true\n");
+    let raw = err("[media]\nbind_ip = \"::\"\nraw_send = true\n");
     assert!(
-        raw.contains("media.raw_send: needs media.bind_ip to be one IPv4 address, not 0.0.0.0"),
+        raw.contains(
+            "media.raw_send: needs an IPv4 media.bind_ip (one address, or 0.0.0.0), not ::"
+        ),
         "{raw}"
     );
     assert!(err("[media]\nbind_ip = \"::1\"\nraw_send = true\n").contains("media.raw_send"));
-    let c = Config::parse("c", "[media]\nbind_ip = \"192.0.2.1\"\nraw_send = true\n").unwrap();
-    assert!(c.media.raw_send);
+    for ip in ["192.0.2.1", "0.0.0.0"] {
+        let toml = format!("[media]\nbind_ip = \"{ip}\"\nraw_send = true\n");
+        assert!(Config::parse("c", &toml).unwrap().media.raw_send, "{ip}");
+    }
     let prefix = err("[sip]\nheader_prefix = \"X Identity\"\n");
     assert!(prefix.contains("sip.header_prefix"), "{prefix}");
     let store = err("[store]\nurl = \"mysql://x\"\n");

@@ -1,7 +1,7 @@
 //! Driver tests: real UDP sockets on 127.0.0.1, the far end played by a plain `UdpSocket`.
 //! They assert order and continuity, never timing, and every wait is bounded.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -200,6 +200,40 @@ async fn raw_send_paces_from_the_call_port_and_follows_the_latched_remote() {
     assert_eq!(from, stream.local_addr());
     assert_ne!(moved_addr, far_addr);
     assert!(engine.counters().packets_sent.load(Ordering::Relaxed) >= 6);
+}
+
+/// `raw_send` with `bind_ip = 0.0.0.0`: the kernel fills in the source address, and the
+/// packets (sent without a UDP checksum) still arrive from the call's own port.
+#[tokio::test]
+async fn raw_send_on_an_unspecified_address_leaves_the_source_to_the_kernel() {
+    if !raw_send_allowed() {
+        return;
+    }
+    let engine = MediaEngine::start(MediaConfig {
+        bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        port_min: 47561,
+        port_max: 47571,
+        raw_send: true,
+    });
+    assert!(engine.counters().raw_pumps.load(Ordering::Relaxed) > 0);
+    let stream = engine.open(prompts()).await.unwrap();
+    assert!(stream.local_addr().ip().is_unspecified());
+    let (far, far_addr) = far_end().await;
+    stream.start(far_addr, Codec::Pcmu, Some(101));
+    let mut buf = [0u8; 2048];
+    let mut sequences = Vec::new();
+    for _ in 0..5 {
+        let (len, from) = timeout(WAIT, far.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(from, SocketAddr::new(LOCALHOST, stream.local_addr().port()));
+        sequences.push(rtp::parse(&buf[..len]).unwrap().header.sequence);
+    }
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{sequences:?}"
+    );
 }
 
 #[tokio::test]

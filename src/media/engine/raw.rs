@@ -9,9 +9,12 @@
 //! and receive as before.
 //!
 //! `IPPROTO_RAW` sockets only send (nothing is ever delivered to them), and need
-//! `CAP_NET_RAW`. The kernel fills in the IPv4 header checksum and total length; the UDP
-//! checksum is computed here (RFC 768), so `media.bind_ip` must be one IPv4 address: the
-//! checksum covers the source address. SRTP legs and IPv6 keep the per-socket path.
+//! `CAP_NET_RAW`. The kernel fills in the IPv4 header checksum and total length. With one
+//! IPv4 `media.bind_ip`, the source address is written here and the UDP checksum computed
+//! (RFC 768: it covers the source address). With `0.0.0.0`, the source is left zero, so the
+//! kernel fills in the address its routing picks for each destination (raw(7)), as it would
+//! for the call's own socket bound to `0.0.0.0`; the UDP checksum is then 0, "none", which
+//! RFC 768 allows on IPv4. SRTP legs and IPv6 keep the per-socket path.
 //!
 //! Written by hand: building a 28-byte IPv4 + UDP header and its checksum is a few lines, and
 //! no maintained crate offers batched raw sends without `unsafe` in this crate.
@@ -161,8 +164,11 @@ fn write_headers(out: &mut [u8], source: Ipv4Addr, from: u16, to: SocketAddrV4, 
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
     udp[6..8].copy_from_slice(&[0, 0]);
     payload.copy_from_slice(rtp);
-    let checksum = udp_checksum(source, *to.ip(), udp, payload);
-    udp[6..8].copy_from_slice(&checksum.to_be_bytes());
+    if !source.is_unspecified() {
+        let checksum = udp_checksum(source, *to.ip(), udp, payload);
+        udp[6..8].copy_from_slice(&checksum.to_be_bytes());
+    }
+    // Else the kernel chooses the source, which the checksum would cover: none is sent.
 }
 
 /// The UDP checksum (RFC 768): the ones' complement sum over the pseudo-header, the UDP header
@@ -235,5 +241,21 @@ mod tests {
         assert_eq!(&out[28..], b"hello");
         let sum = udp_checksum(Ipv4Addr::LOCALHOST, *to.ip(), &out[20..28], &out[28..]);
         assert_eq!(sum, 0xFFFF, "the written checksum verifies");
+    }
+
+    #[test]
+    fn with_an_unspecified_source_the_kernel_picks_it_and_no_checksum_is_sent() {
+        let mut out = [0u8; HEADERS + 5];
+        let to = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 40_000);
+        write_headers(&mut out, Ipv4Addr::UNSPECIFIED, 20_002, to, b"hello");
+        assert_eq!(
+            &out[12..16],
+            &[0, 0, 0, 0],
+            "filled in by the kernel (raw(7))"
+        );
+        assert_eq!(&out[16..20], &[127, 0, 0, 2]);
+        assert_eq!(&out[20..22], &20_002u16.to_be_bytes());
+        assert_eq!(&out[26..28], &[0, 0], "RFC 768: no checksum");
+        assert_eq!(&out[28..], b"hello");
     }
 }
