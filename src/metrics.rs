@@ -308,8 +308,13 @@ impl Collector for MediaCollector {
             ),
             (
                 "rtcp_packets_sent",
-                "RTCP packets sent (far ends' reports re-issued on the bridged leg)",
+                "RTCP packets sent (idgate's own reports, and far ends' re-issued on the bridged leg)",
                 &c.rtcp_sent,
+            ),
+            (
+                "rtp_packets_lost",
+                "RTP packets far ends sent that never arrived (from sequence numbers, added when a leg ends)",
+                &c.packets_lost,
             ),
             (
                 "srtp_auth_failures",
@@ -389,6 +394,7 @@ mod tests {
         media.streams.store(3, Ordering::Relaxed);
         media.rtcp_received.store(12, Ordering::Relaxed);
         media.rtcp_sent.store(11, Ordering::Relaxed);
+        media.packets_lost.store(7, Ordering::Relaxed);
         let metrics = Metrics::new(media);
         let unverified = Verdict::Unverified {
             reason: Reason::NotInCall,
@@ -420,6 +426,7 @@ mod tests {
             "idgate_rtp_packets_sent_total 1234",
             "idgate_rtcp_packets_received_total 12",
             "idgate_rtcp_packets_sent_total 11",
+            "idgate_rtp_packets_lost_total 7",
             "idgate_media_streams 3",
             "idgate_media_streams_paced 0",
             "idgate_media_raw_send_pumps 0",

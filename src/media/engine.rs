@@ -67,8 +67,12 @@ pub struct MediaCounters {
     pub packets_received: AtomicU64,
     /// RTCP packets received from far ends (on the RTCP port, or multiplexed on the RTP one).
     pub rtcp_received: AtomicU64,
-    /// RTCP packets sent (the far ends' reports re-issued on the bridged leg).
+    /// RTCP packets sent (idgate's own reports while it plays and when a leg ends, and the
+    /// far ends' reports re-issued on the bridged leg).
     pub rtcp_sent: AtomicU64,
+    /// RTP packets the far ends sent that never arrived, from their sequence numbers, added
+    /// when a leg ends.
+    pub packets_lost: AtomicU64,
     /// SRTP/SRTCP packets dropped because they failed authentication or the replay check.
     pub srtp_auth_failures: AtomicU64,
     /// Streams open now.

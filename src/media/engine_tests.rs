@@ -199,7 +199,16 @@ async fn raw_send_paces_from_the_call_port_and_follows_the_latched_remote() {
         .unwrap();
     assert_eq!(from, stream.local_addr());
     assert_ne!(moved_addr, far_addr);
-    assert!(engine.counters().packets_sent.load(Ordering::Relaxed) >= 6);
+    // The pump adds a pass's packets to the counters after the batch left, so the count may
+    // trail the packets just received by a moment.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while engine.counters().packets_sent.load(Ordering::Relaxed) < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "packets_sent stayed below the 6 packets received"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// `raw_send` with `bind_ip = 0.0.0.0`: the kernel fills in the source address, and the
@@ -311,8 +320,11 @@ async fn while_playing_idgate_sends_its_own_sender_reports() {
     let cname = b"idgate@127.0.0.1";
     assert!(report.windows(cname.len()).any(|w| w == cname));
 
-    // The leg ends: its last RTCP packet says goodbye for the SSRC it sent under (§6.6).
+    // The leg ends: its last RTCP packet says goodbye for the SSRC it sent under (§6.6), and
+    // the packet the caller's network lost is counted for /metrics.
+    assert_eq!(engine.counters().packets_lost.load(Ordering::Relaxed), 0);
     drop(stream);
+    assert_eq!(engine.counters().packets_lost.load(Ordering::Relaxed), 1);
     let bye = [&[0x81, 203, 0, 1][..], &latest.ssrc.to_be_bytes()].concat();
     loop {
         let (len, _) = timeout(WAIT, far_rtcp.recv_from(&mut buf))

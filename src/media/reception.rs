@@ -151,6 +151,18 @@ impl Reception {
         }
     }
 
+    /// Packets of the current source that never arrived (0 before any arrived, and when
+    /// duplicates outnumber the losses).
+    pub fn lost(&self) -> u64 {
+        self.source.as_ref().map_or(0, |source| {
+            let expected = source
+                .extended_max()
+                .wrapping_sub(source.base_seq)
+                .wrapping_add(1);
+            u64::from(expected.saturating_sub(source.received))
+        })
+    }
+
     /// A sender report from the far end: `ntp` is its 64-bit NTP timestamp.
     pub fn on_sender_report(&mut self, ssrc: u32, ntp: u64, arrival: Duration) {
         self.last_sr = Some((ssrc, (ntp >> 16) as u32, arrival));
@@ -215,6 +227,7 @@ mod tests {
     #[test]
     fn nothing_heard_means_no_block() {
         assert_eq!(Reception::default().report(ms(0)), None);
+        assert_eq!(Reception::default().lost(), 0);
     }
 
     #[test]
@@ -234,6 +247,7 @@ mod tests {
         let mut reception = heard((1000..1010).filter(|s| *s != 1003 && *s != 1007));
         let first = reception.report(ms(200)).unwrap();
         assert_eq!(first.cumulative_lost, 2);
+        assert_eq!(reception.lost(), 2);
         assert_eq!(first.fraction_lost, 51, "2 of 10, in 256ths");
         assert_eq!(first.highest_sequence, 1009);
         // The next ten all arrive: the fraction is of this interval only.
@@ -267,6 +281,11 @@ mod tests {
         // Five expected, six received: a duplicate makes the loss negative (§6.4.1 allows it).
         assert_eq!(block.cumulative_lost, -1);
         assert_eq!(block.fraction_lost, 0);
+        assert_eq!(
+            reception.lost(),
+            0,
+            "a duplicate is no negative loss in the metric"
+        );
     }
 
     #[test]

@@ -717,6 +717,11 @@ impl Drop for MediaStream {
         self.unbridge();
         self.send(Command::Remove { id: self.shared.id });
         self.shared.send_goodbye();
+        let lost = lock(&self.shared.reception).lost();
+        self.shared
+            .counters
+            .packets_lost
+            .fetch_add(lost, Ordering::Relaxed);
         for receiver in &self.receivers {
             receiver.abort();
         }
