@@ -312,24 +312,25 @@ mod tests {
         assert_eq!(block.cumulative_lost, 0);
     }
 
-    #[test]
-    fn jitter_follows_rfc_3550_a8() {
-        // Arrivals alternate 10 ms early and on time against a steady 20 ms timestamp grid:
-        // every transit difference is 80 clock units, and J converges on 80.
+    /// 400 packets on a 20 ms timestamp grid, every other one arriving 10 ms early; `timed`
+    /// as for audio, or not as for telephone-events (whose timestamp stays at the start).
+    fn alternating(timed: bool) -> Reception {
         let mut reception = Reception::default();
         for n in 0..400u32 {
             let arrival = u64::from(n) * 20 - if n % 2 == 1 { 10 } else { 0 };
-            reception.on_rtp(SSRC, n as u16, n * 160, ms(arrival), true);
+            let timestamp = if timed { n * 160 } else { 0 };
+            reception.on_rtp(SSRC, n as u16, timestamp, ms(arrival), timed);
         }
-        let jitter = reception.report(ms(8000)).unwrap().jitter;
+        reception
+    }
+
+    #[test]
+    fn jitter_follows_rfc_3550_a8() {
+        // Every transit difference is 80 clock units (10 ms at 8 kHz): J converges on 80.
+        let jitter = alternating(true).report(ms(8000)).unwrap().jitter;
         assert!((78..=80).contains(&jitter), "{jitter}");
         // The same arrivals as untimed packets (telephone-events) add no jitter.
-        let mut events = Reception::default();
-        for n in 0..400u32 {
-            let arrival = u64::from(n) * 20 - if n % 2 == 1 { 10 } else { 0 };
-            events.on_rtp(SSRC, n as u16, 0, ms(arrival), false);
-        }
-        assert_eq!(events.report(ms(8000)).unwrap().jitter, 0);
+        assert_eq!(alternating(false).report(ms(8000)).unwrap().jitter, 0);
     }
 
     #[test]

@@ -492,15 +492,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_sender_report_is_a_valid_compound_packet_with_a_cname() {
-        let info = SenderInfo {
+    /// What the pump would report after 1,000 packets of G.711.
+    fn sender_info() -> SenderInfo {
+        SenderInfo {
             ssrc: 0x1234_5678,
             ntp: 0xE5A1_0000_8000_0000,
             rtp_timestamp: 160_000,
             packets: 1000,
             octets: 160_000,
-        };
+        }
+    }
+
+    #[test]
+    fn a_sender_report_is_a_valid_compound_packet_with_a_cname() {
+        let info = sender_info();
         let mut out = Vec::new();
         write_sender_report(&info, None, "idgate@127.0.0.1", &mut out);
         assert_eq!(out.len() % 4, 0);
@@ -532,13 +537,7 @@ mod tests {
 
     #[test]
     fn a_sender_report_carries_the_reception_block_it_is_given() {
-        let info = SenderInfo {
-            ssrc: 0x1234_5678,
-            ntp: 0xE5A1_0000_8000_0000,
-            rtp_timestamp: 160_000,
-            packets: 1000,
-            octets: 160_000,
-        };
+        let info = sender_info();
         let block = ReportBlock {
             ssrc: 0xFA,
             fraction_lost: 25,
