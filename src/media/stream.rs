@@ -489,8 +489,9 @@ async fn receive(shared: Arc<StreamShared>) {
         };
         let header = packet.header;
         lock(&shared.remote).latch(from);
+        let dtmf_pt = shared.dtmf_pt.load(Ordering::Relaxed);
         // Telephone-events repeat their start timestamp: no jitter sample.
-        let timed = u16::from(header.payload_type) != shared.dtmf_pt.load(Ordering::Relaxed);
+        let timed = u16::from(header.payload_type) != dtmf_pt;
         lock(&shared.reception).on_rtp(
             header.ssrc,
             header.sequence,
@@ -500,7 +501,7 @@ async fn receive(shared: Arc<StreamShared>) {
         );
         detection.on_packet(&shared, &packet);
         if let Some(peer) = shared.peer() {
-            peer.relay(datagram, &header, shared.dtmf_pt.load(Ordering::Relaxed));
+            peer.relay(datagram, &header, dtmf_pt);
         }
     }
 }
