@@ -305,7 +305,12 @@ impl Outbox {
                 self.tally
                     .record(at.saturating_duration_since(due.intended(k)));
                 let shared = &stream.shared;
-                match self.raw.as_mut().zip(shared.raw_route()) {
+                // The route is asked for only with a raw batch: it locks the stream's remote.
+                let route = match self.raw.as_mut() {
+                    Some(raw) => shared.raw_route().map(|route| (raw, route)),
+                    None => None,
+                };
+                match route {
                     Some((raw, (from, to))) => {
                         if !shared.rewrite_playout(&mut self.packet, &header, at) {
                             self.dropped += 1;
