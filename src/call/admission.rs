@@ -90,15 +90,7 @@ impl Admission {
     /// Takes a new call when `active` calls are in progress at `now`, or says why not. A call
     /// refused for its rate does not use up a token.
     pub fn admit(&self, active: u64, now: Instant) -> Result<(), Refusal> {
-        if self.is_draining() {
-            return Err(Refusal::Draining);
-        }
-        if self.max_calls > 0 && active >= self.max_calls {
-            return Err(Refusal::TooManyCalls);
-        }
-        if self.media_overloaded() {
-            return Err(Refusal::MediaOverload);
-        }
+        self.ready(active)?;
         if self.rate == 0 {
             return Ok(());
         }
