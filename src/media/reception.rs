@@ -11,14 +11,9 @@
 
 use std::time::Duration;
 
+use super::relay::{CLOCK_RATE, Fit};
 use super::rtcp::ReportBlock;
 
-/// The RTP clock of every payload idgate negotiates (G.711, telephone-event): 8 kHz.
-const CLOCK_RATE: u64 = 8_000;
-/// A forward jump up to this many sequence numbers is loss, not a restart (A.1).
-const MAX_DROPOUT: u16 = 3_000;
-/// A backward step up to this many is a late or duplicate packet (A.1).
-const MAX_MISORDER: u16 = 100;
 /// The largest and smallest cumulative loss a report block holds (24 bits, signed).
 const CUMULATIVE_MAX: i64 = 0x7F_FFFF;
 const CUMULATIVE_MIN: i64 = -0x80_0000;
@@ -86,22 +81,22 @@ impl Source {
     /// A.1 `update_seq`: whether the packet counts (a very large jump does not, until the
     /// next packet confirms it as a restart).
     fn update_seq(&mut self, seq: u16) -> bool {
-        let delta = seq.wrapping_sub(self.max_seq);
-        if delta < MAX_DROPOUT {
-            if seq < self.max_seq {
-                self.cycles = self.cycles.wrapping_add(1 << 16);
+        match Fit::of(seq, self.max_seq) {
+            Fit::Ahead => {
+                if seq < self.max_seq {
+                    self.cycles = self.cycles.wrapping_add(1 << 16);
+                }
+                self.max_seq = seq;
             }
-            self.max_seq = seq;
-        } else if delta <= u16::MAX - MAX_MISORDER {
-            if self.bad_seq == Some(seq) {
-                // Two sequential packets after the jump: the sender restarted.
-                self.restart(seq);
-            } else {
+            // A duplicate or a reordered packet: counted, max_seq unchanged.
+            Fit::Late => {}
+            // Two sequential packets after a very large jump: the sender restarted.
+            Fit::Restart if self.bad_seq == Some(seq) => self.restart(seq),
+            Fit::Restart => {
                 self.bad_seq = Some(seq.wrapping_add(1));
                 return false;
             }
         }
-        // Otherwise a duplicate or a reordered packet: counted, max_seq unchanged.
         self.received = self.received.wrapping_add(1);
         true
     }

@@ -32,7 +32,7 @@ const MAX_MISORDER: u16 = 100;
 /// elapsed time rounded to whole frames, and at least one frame.
 const FRAME_UNITS: u32 = 160;
 /// The clock rate of every payload idgate relays (G.711 and telephone-event/8000).
-const CLOCK_RATE: u64 = 8000;
+pub(super) const CLOCK_RATE: u64 = 8000;
 
 /// The sequence number and timestamp space one leg sends in.
 #[derive(Debug, Clone)]
@@ -63,8 +63,8 @@ struct Source {
     highest: u16,
 }
 
-/// How a source's packet relates to its mapping.
-enum Fit {
+/// How a source's packet relates to the highest sequence number seen of it (RFC 3550 A.1).
+pub(super) enum Fit {
     /// Newer than any so far (or a small loss gap).
     Ahead,
     /// A late or duplicate packet.
@@ -73,9 +73,10 @@ enum Fit {
     Restart,
 }
 
-impl Source {
-    fn fit(&self, sequence: u16) -> Fit {
-        let ahead = sequence.wrapping_sub(self.highest);
+impl Fit {
+    /// Where `sequence` falls against `highest`.
+    pub(super) fn of(sequence: u16, highest: u16) -> Fit {
+        let ahead = sequence.wrapping_sub(highest);
         if ahead == 0 || ahead > u16::MAX - MAX_MISORDER {
             Fit::Late
         } else if ahead < MAX_DROPOUT {
@@ -83,6 +84,12 @@ impl Source {
         } else {
             Fit::Restart
         }
+    }
+}
+
+impl Source {
+    fn fit(&self, sequence: u16) -> Fit {
+        Fit::of(sequence, self.highest)
     }
 
     fn map(&self, header: &RtpHeader) -> (u16, u32) {
