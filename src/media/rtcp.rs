@@ -204,11 +204,17 @@ fn sdes(packet: &Packet<'_>, t: &Translation, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0x80, SDES, 0, 0]);
     out.extend_from_slice(&t.sender_ssrc.to_be_bytes());
     out.extend_from_slice(chunk);
+    end_chunk(out, start);
+    finish(out, start, 1);
+}
+
+/// Ends an SDES chunk written from `start`: the item list's null octet, then padding to a
+/// 32-bit boundary (§6.5).
+fn end_chunk(out: &mut Vec<u8>, start: usize) {
     out.push(0);
     while !(out.len() - start).is_multiple_of(4) {
         out.push(0);
     }
-    finish(out, start, 1);
 }
 
 /// Fills in the count and length of the packet written from `start`.
@@ -277,11 +283,7 @@ pub fn write_sender_report(
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    let (count, words) = match block {
-        Some(_) => (1, 6 + REPORT_BLOCK_LEN / 4),
-        None => (0, 6),
-    };
-    out.extend_from_slice(&[0x80 | count, SR, 0, words as u8]);
+    out.extend_from_slice(&[0x80, SR, 0, 0]);
     out.extend_from_slice(&info.ssrc.to_be_bytes());
     out.extend_from_slice(&info.ntp.to_be_bytes());
     out.extend_from_slice(&info.rtp_timestamp.to_be_bytes());
@@ -290,27 +292,25 @@ pub fn write_sender_report(
     if let Some(block) = block {
         block.write(out);
     }
+    finish(out, 0, u8::from(block.is_some()));
     let cname = &cname.as_bytes()[..cname.len().min(255)];
     let start = out.len();
-    out.extend_from_slice(&[0x81, SDES, 0, 0]);
+    out.extend_from_slice(&[0x80, SDES, 0, 0]);
     out.extend_from_slice(&info.ssrc.to_be_bytes());
     out.push(1); // CNAME
     out.push(u8::try_from(cname.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(cname);
-    // The item list ends with a null octet, padded to a 32-bit boundary (§6.5).
-    out.push(0);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-    let words = u16::try_from((out.len() - start) / 4 - 1).unwrap_or(u16::MAX);
-    out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
+    end_chunk(out, start);
+    finish(out, start, 1);
 }
 
 /// Appends a BYE for `ssrc` (§6.6) to a compound packet `write_sender_report` wrote: the
 /// source leaves the session.
 pub fn append_bye(ssrc: u32, out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0x81, BYE, 0, 1]);
+    let start = out.len();
+    out.extend_from_slice(&[0x80, BYE, 0, 0]);
     out.extend_from_slice(&ssrc.to_be_bytes());
+    finish(out, start, 1);
 }
 
 /// The sender SSRC and NTP timestamp of the SR a compound packet starts with, if it does

@@ -99,6 +99,8 @@ pub(crate) struct StreamShared {
     reception: Mutex<Reception>,
     /// Arrival times for `reception` count from here.
     epoch: Instant,
+    /// The SDES CNAME of idgate's own reports (`idgate@<local address>`).
+    cname: Box<str>,
     /// RTP packets and payload octets sent under the leg's SSRC (for idgate's own SRs).
     sent_packets: AtomicU32,
     sent_octets: AtomicU32,
@@ -216,8 +218,7 @@ impl StreamShared {
             octets: self.sent_octets.load(Ordering::Relaxed),
         };
         let block = lock(&self.reception).report(self.epoch.elapsed());
-        let cname = format!("idgate@{}", self.local.ip());
-        rtcp::write_sender_report(&info, block.as_ref(), &cname, out);
+        rtcp::write_sender_report(&info, block.as_ref(), &self.cname, out);
         Some(ssrc)
     }
 
@@ -565,6 +566,7 @@ impl MediaStream {
             rtcp_sent: AtomicU64::new(0),
             reception: Mutex::new(Reception::default()),
             epoch: Instant::now(),
+            cname: format!("idgate@{}", local.ip()).into(),
             sent_packets: AtomicU32::new(0),
             sent_octets: AtomicU32::new(0),
             srtp: OnceLock::new(),
